@@ -1,0 +1,146 @@
+"""The CPU-context interface that hypercalls, dispatch and completion read and write.
+
+The state machine never touches a vCPU directly: it reads and writes these registers through a
+``CpuRegs`` object. ``MemoryCpu`` keeps them in memory (the simulated vCPU); the userspace
+provider implements the same protocol over KVM_{GET,SET}_ONE_REG, batching each read or write
+into one call, which is why the protocol works on sequences rather than single registers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from enum import IntEnum
+from typing import Final, Protocol, runtime_checkable
+
+from .state import U64_MAX, Mode
+
+
+class CpuReg(IntEnum):
+    """The registers the SDEI machine uses. X0..X30 are numbered 0..30 so CpuReg(n) is xn."""
+
+    X0 = 0
+    X1 = 1
+    X2 = 2
+    X3 = 3
+    X4 = 4
+    X5 = 5
+    X6 = 6
+    X7 = 7
+    X8 = 8
+    X9 = 9
+    X10 = 10
+    X11 = 11
+    X12 = 12
+    X13 = 13
+    X14 = 14
+    X15 = 15
+    X16 = 16
+    X17 = 17
+    X18 = 18
+    X19 = 19
+    X20 = 20
+    X21 = 21
+    X22 = 22
+    X23 = 23
+    X24 = 24
+    X25 = 25
+    X26 = 26
+    X27 = 27
+    X28 = 28
+    X29 = 29
+    X30 = 30
+    SP = 31
+    PC = 32
+    PSTATE = 33
+    ELR_EL1 = 34
+    SPSR_EL1 = 35
+    VBAR_EL1 = 36
+
+    @property
+    def key(self) -> str:
+        """The scenario/JSON name: ``x0`` .. ``x30``, ``sp``, ``pc``, ``pstate``, ``elr_el1`` ..."""
+        return f"x{self.value}" if self.value <= 30 else self.name.lower()
+
+
+GPRS: Final = tuple(CpuReg(n) for n in range(31))
+CONTEXT_GPRS: Final = GPRS[:18]
+CALL_ARGS: Final = (CpuReg.X0, CpuReg.X1, CpuReg.X2, CpuReg.X3, CpuReg.X4, CpuReg.X5)
+RESET_PSTATE: Final = int(Mode.EL1H)
+"""All registers reset to 0 except PSTATE, which starts at EL1h (DESIGN section 7)."""
+
+
+@runtime_checkable
+class CpuRegs(Protocol):
+    """Read and write a vCPU's registers. Values are unsigned 64-bit."""
+
+    def read(self, regs: Sequence[CpuReg]) -> tuple[int, ...]:
+        """The values of ``regs``, in order."""
+        ...
+
+    def write(self, values: Mapping[CpuReg, int]) -> None:
+        """Write every register in ``values``."""
+        ...
+
+
+class MemoryCpu:
+    """An in-memory vCPU register file (the simulated vCPU's core registers)."""
+
+    __slots__ = ("_r",)
+
+    def __init__(self, values: Mapping[CpuReg, int] | None = None) -> None:
+        self._r = [0] * len(CpuReg)
+        self._r[CpuReg.PSTATE] = RESET_PSTATE
+        if values:
+            self.write(values)
+
+    def read(self, regs: Sequence[CpuReg]) -> tuple[int, ...]:
+        r = self._r
+        return tuple(r[i] for i in regs)
+
+    def write(self, values: Mapping[CpuReg, int]) -> None:
+        for reg, v in values.items():
+            if not 0 <= v <= U64_MAX:
+                raise ValueError(f"{CpuReg(reg).key} = {v!r} is not an unsigned 64-bit value")
+        for reg, v in values.items():
+            self._r[reg] = v
+
+    def __getitem__(self, reg: CpuReg) -> int:
+        return self._r[reg]
+
+    def __setitem__(self, reg: CpuReg, value: int) -> None:
+        self.write({reg: value})
+
+    def snapshot(self) -> dict[CpuReg, int]:
+        return {reg: self._r[reg] for reg in CpuReg}
+
+    def as_json(self) -> dict[str, object]:
+        """The ``cpu`` object of a scenario result (DESIGN section 7)."""
+        r = self._r
+        return {
+            "x": r[:31],
+            "sp": r[CpuReg.SP],
+            "pc": r[CpuReg.PC],
+            "pstate": r[CpuReg.PSTATE],
+            "elr_el1": r[CpuReg.ELR_EL1],
+            "spsr_el1": r[CpuReg.SPSR_EL1],
+            "vbar_el1": r[CpuReg.VBAR_EL1],
+        }
+
+    def __repr__(self) -> str:
+        nz = ", ".join(f"{reg.key}={v:#x}" for reg, v in zip(CpuReg, self._r, strict=True) if v)
+        return f"MemoryCpu({nz})"
+
+
+def reg_by_key(key: str) -> CpuReg:
+    """``x7`` / ``pc`` / ``vbar_el1`` -> CpuReg; KeyError naming the key if unknown."""
+    k = key.lower()
+    if k.startswith("x") and k[1:].isdigit() and 0 <= int(k[1:]) <= 30:
+        return CpuReg(int(k[1:]))
+    try:
+        return CpuReg[k.upper()]
+    except KeyError:
+        raise KeyError(f"unknown CPU register {key!r}") from None
+
+
+def all_keys() -> Iterable[str]:
+    return (r.key for r in CpuReg)

@@ -1,0 +1,492 @@
+"""The reference SDEI hypercall state machine: calls, dispatch into the guest, and completion.
+
+The handler-state transitions are one table (``TRANSITIONS``), laid out like DEN0054C Table 14
+and TF-A's ``sdei_state_table``; the call handlers check arguments and apply side effects
+around it. Semantics are exactly DESIGN section 5 (see docs/state-machine.md for the
+divergence table against the spec, TF-A and the KVM v7 series).
+
+A ``Machine`` is one VM: a list of immutable ``VcpuState`` values, one per vCPU, replaced
+atomically under a lock, so vCPU threads may call, signal each other and dispatch concurrently.
+The machine reaches a vCPU's registers only through ``CpuRegs`` (x0-x17, PC, PSTATE, ELR_EL1,
+SPSR_EL1, VBAR_EL1), so the same code drives an in-memory CPU or a real vCPU via ONE_REG.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from enum import IntEnum
+from typing import Final
+
+from . import events as _events
+from .cpu import CALL_ARGS, CONTEXT_GPRS, CpuReg, CpuRegs
+from .events import EVENTS, Event
+from .spec import (
+    CONTEXT_REGS,
+    INTID_PPI_FIRST,
+    INTID_SPI_LAST,
+    REGISTER_FLAGS_VALID,
+    VERSION_1_1_KVM,
+    EventType,
+    Feature,
+    Function,
+    Info,
+    Priority,
+    RegisterFlags,
+    Ret,
+)
+from .state import (
+    U64_MAX,
+    Context,
+    EventState,
+    HandlerState,
+    VcpuState,
+    handler_entry_pstate,
+    pstate_mode_ok,
+)
+
+
+class Action(IntEnum):
+    """Columns of the transition table (DEN0054C Table 14, plus dispatch as TF-A adds it)."""
+
+    REGISTER = 0
+    RELEASE = 1
+    ENABLE = 2
+    DISABLE = 3
+    UNREGISTER = 4
+    ROUTING_SET = 5
+    CONTEXT = 6
+    COMPLETE = 7
+    COMPLETE_AND_RESUME = 8
+    DISPATCH = 9
+
+
+_S = HandlerState
+_X = None  # forbidden in this state
+_reg, _reG, _rEG = _S.UNREGISTERED, _S.REGISTERED, _S.ENABLED
+_Reg, _ReG, _REG = _S.UNREGISTER_PENDING, _S.REGISTERED_RUNNING, _S.ENABLED_RUNNING
+
+# fmt: off
+# Rows: handler state. Cells: next state (the same state = permitted, no change) or _X.
+# Capital letter = bit set: R(unning) E(nabled) G(registered), as in TF-A.
+#            REGISTER RELEASE ENABLE DISABLE UNREGISTER ROUTING CONTEXT COMPLETE C_RESUME DISPATCH
+_GRID: Final = {
+    _reg: (  _reG,    _reg,   _X,    _X,     _X,        _X,     _X,     _X,      _X,      _X  ),
+    _Reg: (  _X,      _X,     _X,    _X,     _X,        _X,     _Reg,   _reg,    _reg,    _X  ),
+    _reG: (  _X,      _X,     _rEG,  _reG,   _reg,      _reG,   _X,     _X,      _X,      _X  ),
+    _ReG: (  _X,      _X,     _REG,  _ReG,   _Reg,      _X,     _ReG,   _reG,    _reG,    _X  ),
+    _rEG: (  _X,      _X,     _rEG,  _reG,   _reg,      _X,     _X,     _X,      _X,      _REG),
+    _REG: (  _X,      _X,     _REG,  _ReG,   _Reg,      _X,     _REG,   _rEG,    _rEG,    _X  ),
+}
+# fmt: on
+
+TRANSITIONS: Final[Mapping[HandlerState, Mapping[Action, HandlerState | None]]] = {
+    state: dict(zip(Action, row, strict=True)) for state, row in _GRID.items()
+}
+"""state -> action -> next state, or None where the spec forbids the call in that state."""
+
+
+def transition(state: HandlerState, action: Action) -> HandlerState | None:
+    return TRANSITIONS[state][action]
+
+
+def affinity_of(index: int) -> int:
+    """MPIDR affinity KVM gives vCPU ``index``: Aff0 = n[3:0], Aff1 = n[11:4], Aff2 = n[19:12]."""
+    return (index & 0xF) | ((index >> 4) & 0xFF) << 8 | ((index >> 12) & 0xFF) << 16
+
+
+MPIDR_AFFINITY_MASK: Final = 0xFF00FFFFFF
+"""Aff3 [39:32] and Aff2..Aff0 [23:0]: the MPIDR bits EVENT_SIGNAL compares (RES1 bit 31, MT,
+U and the reserved bits are ignored)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallOutcome:
+    """What one SDEI call did. ``ret`` is the signed x0 the guest sees, unless ``completed``."""
+
+    function_id: int
+    ret: int
+    completed: Event | None = None
+    """For a successful COMPLETE / COMPLETE_AND_RESUME: the event whose handler finished; the
+    vCPU's registers then hold the restored (or resumed) context, not a return value."""
+
+
+Args = tuple[int, int, int, int, int]
+_Handler = Callable[["Machine", int, Args], int]
+
+
+class Machine:
+    """SDEI for one VM of any number of vCPUs, following DESIGN section 5."""
+
+    def __init__(
+        self,
+        nr_vcpus: int,
+        *,
+        enabled: bool = True,
+        on_pending: Callable[[int], None] | None = None,
+    ) -> None:
+        if nr_vcpus < 1:
+            raise ValueError(f"a VM needs at least one vCPU, not {nr_vcpus}")
+        self._states: list[VcpuState] = [VcpuState() for _ in range(nr_vcpus)]
+        self._by_affinity = {affinity_of(i): i for i in range(nr_vcpus)}
+        self._lock = threading.RLock()
+        self.enabled = enabled
+        """The feature gate (bit 1 of KVM_REG_ARM_STD_BMAP): off, every call is NOT_SUPPORTED."""
+        self.has_run = False
+        """True once any vCPU made a call or passed a dispatch check (the VM "has run")."""
+        self.on_pending = on_pending
+        """Called with a vCPU index after a signal or injection made an event pending there,
+        so a VMM can kick that vCPU out of KVM_RUN. Called without the machine's lock held."""
+
+    # -- state access ---------------------------------------------------------------------
+
+    @property
+    def nr_vcpus(self) -> int:
+        return len(self._states)
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self._lock
+
+    def state(self, vcpu: int) -> VcpuState:
+        return self._states[self._check_vcpu(vcpu)]
+
+    def set_state(self, vcpu: int, state: VcpuState) -> None:
+        with self._lock:
+            self._states[self._check_vcpu(vcpu)] = state
+
+    def states(self) -> tuple[VcpuState, ...]:
+        with self._lock:
+            return tuple(self._states)
+
+    def vcpu_by_mpidr(self, mpidr: int) -> int | None:
+        """The vCPU whose affinity equals ``mpidr & 0xff00ffffff``, or None."""
+        return self._by_affinity.get(mpidr & MPIDR_AFFINITY_MASK)
+
+    def _check_vcpu(self, vcpu: int) -> int:
+        if not 0 <= vcpu < len(self._states):
+            raise IndexError(f"vCPU {vcpu} out of range 0..{len(self._states) - 1}")
+        return vcpu
+
+    # -- hypercalls -----------------------------------------------------------------------
+
+    def hvc(self, vcpu: int, cpu: CpuRegs) -> CallOutcome:
+        """Serve the SDEI call the guest made with x0 = function id and x1..x5 = arguments,
+        writing the result the way KVM does (x0 = result, x1..x3 = 0, the rest unchanged; a
+        successful COMPLETE / COMPLETE_AND_RESUME rewrites the context instead)."""
+        x = cpu.read(CALL_ARGS)
+        return self.call(vcpu, x[0], (x[1], x[2], x[3], x[4], x[5]), cpu)
+
+    def call(self, vcpu: int, function_id: int, args: Sequence[int], cpu: CpuRegs) -> CallOutcome:
+        """Serve one call with explicit arguments (x1..x5; missing ones are 0)."""
+        self._check_vcpu(vcpu)
+        v5 = [int(v) & U64_MAX for v in args[:5]] + [0] * (5 - len(args[:5]))
+        a: Args = (v5[0], v5[1], v5[2], v5[3], v5[4])
+        fid = function_id & 0xFFFFFFFF  # SMCCC: the function id is w0
+        kicks: list[int] = []
+        with self._lock:
+            self.has_run = True
+            if not self.enabled:
+                ret = int(Ret.NOT_SUPPORTED)
+            elif fid in (Function.EVENT_COMPLETE, Function.EVENT_COMPLETE_AND_RESUME):
+                done = self._complete(vcpu, fid, a[0], cpu)
+                if isinstance(done, CallOutcome):
+                    return done
+                ret = done
+            else:
+                handler = _HANDLERS.get(fid)
+                ret = int(Ret.NOT_SUPPORTED) if handler is None else int(handler(self, vcpu, a))
+                if fid == Function.EVENT_SIGNAL and ret == Ret.SUCCESS:
+                    target = self.vcpu_by_mpidr(a[1])
+                    assert target is not None  # SUCCESS means the target was found
+                    kicks.append(target)
+            cpu.write({CpuReg.X0: ret & U64_MAX, CpuReg.X1: 0, CpuReg.X2: 0, CpuReg.X3: 0})
+        self._kick(kicks)
+        return CallOutcome(fid, ret - (1 << 64) if ret > 0 and ret >> 63 else ret)
+
+    def _kick(self, vcpus: list[int]) -> None:
+        if self.on_pending is not None:
+            for v in vcpus:
+                self.on_pending(v)
+
+    # Each handler: (machine, vcpu, (x1..x5)) -> signed result; updates state on success.
+
+    def _event_arg(self, number: int) -> Event | None:
+        return _events.by_number(number)
+
+    def _h_version(self, v: int, a: Args) -> int:
+        return VERSION_1_1_KVM
+
+    def _h_register(self, v: int, a: Args) -> int:
+        number, ep, arg, flags, _affinity = a
+        ev = self._event_arg(number)
+        if ev is None or flags & ~REGISTER_FLAGS_VALID or ep == 0 or ep & 3:
+            return Ret.INVALID_PARAMETERS
+        st = self.state(v)
+        es = st.event(ev)
+        nxt = transition(es.handler_state, Action.REGISTER)
+        if nxt is None:
+            return Ret.DENIED
+        # Routing mode and affinity are ignored for private events (all of KVM's events).
+        es = replace(es.with_handler_state(nxt), ep_addr=ep, ep_arg=arg,
+                     relative=bool(flags & RegisterFlags.RELATIVE), pending=False)
+        self._states[v] = st.with_event(ev, es)
+        return Ret.SUCCESS
+
+    def _enable_disable(self, v: int, a: Args, action: Action) -> int:
+        ev = self._event_arg(a[0])
+        if ev is None:
+            return Ret.INVALID_PARAMETERS
+        st = self.state(v)
+        es = st.event(ev)
+        nxt = transition(es.handler_state, action)
+        if nxt is None:
+            return Ret.DENIED
+        self._states[v] = st.with_event(ev, es.with_handler_state(nxt))
+        return Ret.SUCCESS
+
+    def _h_enable(self, v: int, a: Args) -> int:
+        return self._enable_disable(v, a, Action.ENABLE)
+
+    def _h_disable(self, v: int, a: Args) -> int:
+        return self._enable_disable(v, a, Action.DISABLE)
+
+    @staticmethod
+    def _unregistered(es: EventState) -> EventState:
+        """UNREGISTER's effect: entry point, argument, RELATIVE and a pending trigger go at
+        once (canonical encoding); RUNNING stays until the handler completes."""
+        return EventState(running=es.running)
+
+    def _h_unregister(self, v: int, a: Args) -> int:
+        ev = self._event_arg(a[0])
+        if ev is None:
+            return Ret.INVALID_PARAMETERS
+        st = self.state(v)
+        es = st.event(ev)
+        if es.handler_state == HandlerState.UNREGISTER_PENDING:
+            return Ret.PENDING  # "permitted and will return PENDING" (§5.1.8)
+        if transition(es.handler_state, Action.UNREGISTER) is None:
+            return Ret.DENIED
+        self._states[v] = st.with_event(ev, self._unregistered(es))
+        return Ret.PENDING if es.running else Ret.SUCCESS
+
+    def _h_context(self, v: int, a: Args) -> int:
+        if a[0] >= CONTEXT_REGS:  # parameter first, as TF-A
+            return Ret.INVALID_PARAMETERS
+        st = self.state(v)
+        ev = st.innermost_running()
+        if ev is None:
+            return Ret.DENIED
+        return st.contexts[ev.priority].x[a[0]]
+
+    def _h_status(self, v: int, a: Args) -> int:
+        ev = self._event_arg(a[0])
+        if ev is None:
+            return Ret.INVALID_PARAMETERS
+        return self.state(v).event(ev).status
+
+    def _h_get_info(self, v: int, a: Args) -> int:
+        ev = self._event_arg(a[0])
+        if ev is None:
+            return Ret.INVALID_PARAMETERS
+        info = a[1]
+        if info == Info.EV_TYPE:
+            return int(ev.type)
+        if info == Info.EV_SIGNALED:
+            return 0 if ev.signalable else 1  # spec polarity: 0 = can be signalled
+        if info == Info.EV_PRIORITY:
+            return int(ev.priority)
+        # EV_ROUTING_MODE / EV_ROUTING_AFF exist only for shared events; others are reserved.
+        return Ret.INVALID_PARAMETERS
+
+    def _h_routing_set(self, v: int, a: Args) -> int:
+        ev = self._event_arg(a[0])
+        if ev is None or ev.type != EventType.SHARED:
+            return Ret.INVALID_PARAMETERS
+        raise AssertionError("the event table has no shared events")  # pragma: no cover
+
+    def _h_pe_mask(self, v: int, a: Args) -> int:
+        st = self.state(v)
+        if st.masked:
+            return 0
+        self._states[v] = replace(st, masked=True)
+        return 1
+
+    def _h_pe_unmask(self, v: int, a: Args) -> int:
+        st = self.state(v)
+        if st.masked:
+            self._states[v] = replace(st, masked=False)
+        return Ret.SUCCESS
+
+    def _h_interrupt_bind(self, v: int, a: Args) -> int:
+        if not INTID_PPI_FIRST <= a[0] <= INTID_SPI_LAST:
+            return Ret.INVALID_PARAMETERS  # SGIs, special INTIDs, LPIs, upper bits set
+        return Ret.OUT_OF_RESOURCE  # FEATURES reports zero bind slots
+
+    def _h_interrupt_release(self, v: int, a: Args) -> int:
+        return Ret.INVALID_PARAMETERS  # nothing can be bound
+
+    def _h_signal(self, v: int, a: Args) -> int:
+        number, target_mpidr = a[0], a[1]
+        ev = self._event_arg(number)
+        if ev is None or not ev.signalable:
+            return Ret.INVALID_PARAMETERS
+        target = self.vcpu_by_mpidr(target_mpidr)
+        if target is None:
+            return Ret.INVALID_PARAMETERS
+        st = self.state(target)
+        es = st.event(ev)
+        if not es.registered:
+            return Ret.INVALID_PARAMETERS
+        if not es.pending:  # edge-triggered: at most one pending per event
+            self._states[target] = st.with_event(ev, replace(es, pending=True))
+        return Ret.SUCCESS
+
+    def _h_features(self, v: int, a: Args) -> int:
+        if a[0] == Feature.BIND_SLOTS:
+            return 0
+        if a[0] == Feature.RELATIVE_MODE:
+            return 1
+        return Ret.INVALID_PARAMETERS
+
+    def _h_private_reset(self, v: int, a: Args) -> int:
+        st = self.state(v)
+        denied = False
+        for ev, es in st.pairs():
+            if es.running:
+                denied = True  # the handler stays, unregister-pending
+            if es.registered or es.running:
+                st = st.with_event(ev, self._unregistered(es))
+        self._states[v] = st
+        return Ret.DENIED if denied else Ret.SUCCESS
+
+    def _h_shared_reset(self, v: int, a: Args) -> int:
+        return Ret.SUCCESS  # no shared events, no bindings
+
+    # -- completion -----------------------------------------------------------------------
+
+    def _complete(self, v: int, fid: int, x1: int, cpu: CpuRegs) -> CallOutcome | int:
+        """COMPLETE / COMPLETE_AND_RESUME: the outcome, or the error code for the caller to
+        write. Nothing running is DENIED, checked before the resume address."""
+        st = self.state(v)
+        ev = st.innermost_running()
+        if ev is None:
+            return int(Ret.DENIED)
+        resume = fid == Function.EVENT_COMPLETE_AND_RESUME
+        if resume and x1 & 3:
+            return int(Ret.INVALID_PARAMETERS)
+        es = st.event(ev)
+        action = Action.COMPLETE_AND_RESUME if resume else Action.COMPLETE
+        nxt = transition(es.handler_state, action)
+        assert nxt is not None  # every running state permits completion
+        ctx = st.contexts[ev.priority]
+        values: dict[CpuReg, int] = dict(zip(CONTEXT_GPRS, ctx.x, strict=True))
+        if resume:
+            # Like a synchronous exception taken to EL1 at resume_addr (§5.2.2).
+            values[CpuReg.ELR_EL1] = ctx.pc
+            values[CpuReg.SPSR_EL1] = ctx.pstate
+            values[CpuReg.PSTATE] = handler_entry_pstate(ctx.pstate)
+            values[CpuReg.PC] = x1
+        else:
+            values[CpuReg.PSTATE] = ctx.pstate
+            values[CpuReg.PC] = ctx.pc
+        # The status argument of COMPLETE is not acted on: EV_FAILED has no action in KVM.
+        self._states[v] = st.with_event(ev, es.with_handler_state(nxt)).with_context(
+            ev.priority, Context()
+        )
+        cpu.write(values)
+        return CallOutcome(fid, 0, completed=ev)
+
+    # -- dispatch and injection -----------------------------------------------------------
+
+    def deliverable(self, vcpu: int) -> Event | None:
+        """The event the next entry into the guest would take, if any (critical first)."""
+        st = self.state(vcpu)
+        if st.masked:
+            return None
+        normal_running = st.running_event(Priority.NORMAL) is not None
+        critical_running = st.running_event(Priority.CRITICAL) is not None
+        for ev in sorted(EVENTS, key=lambda e: (-e.priority, e.index)):
+            es = st.event(ev)
+            if not (es.pending and es.enabled) or transition(
+                es.handler_state, Action.DISPATCH
+            ) is None:
+                continue
+            if ev.priority == Priority.CRITICAL and not critical_running:
+                return ev
+            if ev.priority == Priority.NORMAL and not (normal_running or critical_running):
+                return ev
+        return None
+
+    def dispatch(self, vcpu: int, cpu: CpuRegs) -> Event | None:
+        """The entry check a VMM makes before running the vCPU: enter the handler of the
+        highest-priority deliverable event, if any, and return that event."""
+        with self._lock:
+            self.has_run = True
+            ev = self.deliverable(vcpu)
+            if ev is None:
+                return None
+            st = self.state(vcpu)
+            es = st.event(ev)
+            regs = (*CONTEXT_GPRS, CpuReg.PC, CpuReg.PSTATE, CpuReg.VBAR_EL1)
+            vals = cpu.read(regs)
+            x, pc, pstate, vbar = vals[:18], vals[18], vals[19], vals[20]
+            if not pstate_mode_ok(pstate):
+                # The guest is not at EL0/EL1 (e.g. nested EL2): SDEI's client EL is EL1, and
+                # a context that returns to EL2 must never exist. The event stays pending.
+                return None
+            nxt = transition(es.handler_state, Action.DISPATCH)
+            assert nxt is not None
+            entry = (vbar + es.ep_addr) & U64_MAX if es.relative else es.ep_addr
+            self._states[vcpu] = st.with_event(
+                ev, replace(es.with_handler_state(nxt), pending=False)
+            ).with_context(ev.priority, Context(tuple(x), pc, pstate))
+            cpu.write({
+                CpuReg.X0: ev.number,
+                CpuReg.X1: es.ep_arg,
+                CpuReg.X2: pc,
+                CpuReg.X3: pstate,
+                CpuReg.PSTATE: handler_entry_pstate(pstate),
+                CpuReg.PC: entry,
+            })
+            return ev
+
+    def inject(self, vcpu: int, number: int) -> bool:
+        """Hypervisor injection (ASYNC_PF, or event 0): make a registered event pending.
+        Refused (False, nothing changed) if the event is unknown or not registered there."""
+        ev = self._event_arg(number)
+        with self._lock:
+            self._check_vcpu(vcpu)
+            if ev is None:
+                return False
+            st = self.state(vcpu)
+            es = st.event(ev)
+            if not es.registered:
+                return False
+            if not es.pending:
+                self._states[vcpu] = st.with_event(ev, replace(es, pending=True))
+        self._kick([vcpu])
+        return True
+
+
+_HANDLERS: Final[Mapping[int, _Handler]] = {
+    Function.VERSION: Machine._h_version,
+    Function.EVENT_REGISTER: Machine._h_register,
+    Function.EVENT_ENABLE: Machine._h_enable,
+    Function.EVENT_DISABLE: Machine._h_disable,
+    Function.EVENT_CONTEXT: Machine._h_context,
+    Function.EVENT_UNREGISTER: Machine._h_unregister,
+    Function.EVENT_STATUS: Machine._h_status,
+    Function.EVENT_GET_INFO: Machine._h_get_info,
+    Function.EVENT_ROUTING_SET: Machine._h_routing_set,
+    Function.PE_MASK: Machine._h_pe_mask,
+    Function.PE_UNMASK: Machine._h_pe_unmask,
+    Function.INTERRUPT_BIND: Machine._h_interrupt_bind,
+    Function.INTERRUPT_RELEASE: Machine._h_interrupt_release,
+    Function.EVENT_SIGNAL: Machine._h_signal,
+    Function.FEATURES: Machine._h_features,
+    Function.PRIVATE_RESET: Machine._h_private_reset,
+    Function.SHARED_RESET: Machine._h_shared_reset,
+}
+"""Every function id except the two completions, which rewrite the context (``_complete``)."""

@@ -1,0 +1,245 @@
+"""Immutable per-vCPU SDEI state and its invariants.
+
+Construction rejects what DEN0054C calls undefined and what the register ABI refuses per
+register (DESIGN section 4): (Reg,Ena,Run) = (0,1,x), PENDING or RELATIVE without REGISTERED,
+an unaligned entry point, a context PSTATE that would return to EL2/EL3, values outside u64.
+The stricter *canonical* invariants that only the whole vCPU can show (no context for an idle
+class, no entry point for an unregistered event) are reported by ``VcpuState.canonical_problems``
+so that registers may be written one at a time, in any order, as KVM allows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from enum import IntEnum
+from typing import Final
+
+from .events import EVENTS, Event
+from .spec import CONTEXT_REGS, Priority, Status
+
+U64_MAX: Final = (1 << 64) - 1
+
+
+class StateError(ValueError):
+    """A state the spec calls undefined or the register ABI refuses. Names the field and value."""
+
+
+class HandlerState(IntEnum):
+    """The six legal (Reg, Ena, Run) states of DEN0054C Table 13; the value is the STATUS result."""
+
+    UNREGISTERED = 0b000
+    REGISTERED = 0b001
+    ENABLED = 0b011
+    UNREGISTER_PENDING = 0b100
+    REGISTERED_RUNNING = 0b101
+    ENABLED_RUNNING = 0b111
+
+    @property
+    def registered(self) -> bool:
+        return bool(self & Status.REGISTERED)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self & Status.ENABLED)
+
+    @property
+    def running(self) -> bool:
+        return bool(self & Status.RUNNING)
+
+    @property
+    def mnemonic(self) -> str:
+        """TF-A style: capital letter = bit set, in R(un) E(nabled) G(registered) order."""
+        return (
+            ("R" if self.running else "r")
+            + ("E" if self.enabled else "e")
+            + ("G" if self.registered else "g")
+        )
+
+
+LEGAL_STATUS: Final = frozenset(int(s) for s in HandlerState)
+
+
+# PSTATE fields the model touches (Arm ARM, SPSR_EL1 layout for AArch64).
+PSTATE_MODE_MASK: Final = 0x1F  # M[4] = nRW (1: AArch32), M[3:0] = EL and SP selection
+PSTATE_NRW: Final = 1 << 4
+PSTATE_F: Final = 1 << 6
+PSTATE_I: Final = 1 << 7
+PSTATE_A: Final = 1 << 8
+PSTATE_D: Final = 1 << 9
+PSTATE_DAIF: Final = PSTATE_D | PSTATE_A | PSTATE_I | PSTATE_F
+PSTATE_BTYPE: Final = 0b11 << 10
+PSTATE_IL: Final = 1 << 20
+PSTATE_SS: Final = 1 << 21
+
+
+class Mode(IntEnum):
+    """PSTATE.M[4:0] values."""
+
+    EL0T = 0b00000
+    EL1T = 0b00100
+    EL1H = 0b00101
+    EL2T = 0b01000
+    EL2H = 0b01001
+    EL3T = 0b01100
+    EL3H = 0b01101
+    AARCH32_USR = 0b10000
+
+
+CONTEXT_MODES: Final = frozenset({Mode.EL0T, Mode.EL1T, Mode.EL1H, Mode.AARCH32_USR})
+"""Modes a saved context may hold: a restored context never returns the guest to EL2 or EL3."""
+
+
+def pstate_mode_ok(pstate: int) -> bool:
+    return (pstate & PSTATE_MODE_MASK) in CONTEXT_MODES
+
+
+def handler_entry_pstate(interrupted: int) -> int:
+    """PSTATE on handler entry (DESIGN section 5): EL1h, nRW 0, DAIF set, SS/IL/BTYPE cleared."""
+    keep = interrupted & ~(PSTATE_MODE_MASK | PSTATE_SS | PSTATE_IL | PSTATE_BTYPE)
+    return (keep | PSTATE_DAIF | Mode.EL1H) & U64_MAX
+
+
+def _check_u64(what: str, value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= U64_MAX:
+        raise StateError(f"{what} = {value!r} is not an unsigned 64-bit value")
+
+
+@dataclass(frozen=True, slots=True)
+class EventState:
+    """One event's state on one vCPU."""
+
+    registered: bool = False
+    enabled: bool = False
+    running: bool = False
+    pending: bool = False
+    relative: bool = False
+    ep_addr: int = 0
+    ep_arg: int = 0
+
+    def __post_init__(self) -> None:
+        if self.enabled and not self.registered:
+            raise StateError(
+                f"(Reg,Ena,Run) = (0,1,{int(self.running)}) is undefined in DEN0054C Table 13"
+            )
+        if self.pending and not self.registered:
+            raise StateError("PENDING set on an event that is not REGISTERED")
+        if self.relative and not self.registered:
+            raise StateError("RELATIVE set on an event that is not REGISTERED")
+        _check_u64("ep_addr", self.ep_addr)
+        _check_u64("ep_arg", self.ep_arg)
+        if self.ep_addr & 3:
+            raise StateError(f"ep_addr = {self.ep_addr:#x} is not 4-byte aligned")
+
+    @property
+    def handler_state(self) -> HandlerState:
+        return HandlerState(self.status)
+
+    @property
+    def status(self) -> int:
+        """The EVENT_STATUS result: bit0 registered, bit1 enabled, bit2 running."""
+        return int(self.registered) | int(self.enabled) << 1 | int(self.running) << 2
+
+    def with_handler_state(self, hs: HandlerState) -> EventState:
+        return replace(self, registered=hs.registered, enabled=hs.enabled, running=hs.running)
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """The interrupted context saved at dispatch for one priority class."""
+
+    x: tuple[int, ...] = (0,) * CONTEXT_REGS
+    pc: int = 0
+    pstate: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.x) != CONTEXT_REGS:
+            raise StateError(f"context holds {len(self.x)} registers, not x0..x17")
+        for i, v in enumerate(self.x):
+            _check_u64(f"x{i}", v)
+        _check_u64("pc", self.pc)
+        _check_u64("pstate", self.pstate)
+        if not pstate_mode_ok(self.pstate):
+            raise StateError(
+                f"pstate = {self.pstate:#x}: mode {self.pstate & PSTATE_MODE_MASK:#07b} is not "
+                "AArch64 EL0t, EL1t, EL1h or AArch32 User"
+            )
+
+    @property
+    def is_zero(self) -> bool:
+        return self.pc == 0 and self.pstate == 0 and not any(self.x)
+
+
+ZERO_CONTEXT: Final = Context()
+
+
+def _reset_events() -> tuple[EventState, ...]:
+    return tuple(EventState() for _ in EVENTS)
+
+
+@dataclass(frozen=True, slots=True)
+class VcpuState:
+    """Everything SDEI keeps for one vCPU: the mask, each event's state, a context per class."""
+
+    masked: bool = True
+    events: tuple[EventState, ...] = field(default_factory=_reset_events)
+    contexts: tuple[Context, Context] = (ZERO_CONTEXT, ZERO_CONTEXT)
+
+    def __post_init__(self) -> None:
+        if len(self.events) != len(EVENTS):
+            raise StateError(f"{len(self.events)} event states for {len(EVENTS)} events")
+        if len(self.contexts) != len(Priority):
+            raise StateError(f"{len(self.contexts)} contexts for {len(Priority)} classes")
+        for cls in Priority:
+            running = [e.name for e, s in self.pairs() if s.running and e.priority == cls]
+            if len(running) > 1:
+                raise StateError(f"{cls.name} class has {len(running)} running handlers: {running}")
+
+    def pairs(self) -> Iterator[tuple[Event, EventState]]:
+        return zip(EVENTS, self.events, strict=True)
+
+    def event(self, ev: Event) -> EventState:
+        return self.events[ev.index]
+
+    def with_event(self, ev: Event, es: EventState) -> VcpuState:
+        events = list(self.events)
+        events[ev.index] = es
+        return replace(self, events=tuple(events))
+
+    def with_context(self, cls: Priority, ctx: Context) -> VcpuState:
+        contexts = list(self.contexts)
+        contexts[cls] = ctx
+        return replace(self, contexts=(contexts[0], contexts[1]))
+
+    def running_event(self, cls: Priority) -> Event | None:
+        """The event whose handler of this class is running, if any."""
+        for ev, es in self.pairs():
+            if es.running and ev.priority == cls:
+                return ev
+        return None
+
+    def innermost_running(self) -> Event | None:
+        """The running handler that a CONTEXT or COMPLETE call refers to: critical first."""
+        return self.running_event(Priority.CRITICAL) or self.running_event(Priority.NORMAL)
+
+    def canonical_problems(self) -> list[str]:
+        """Cross-register facts the model could never produce (DESIGN section 4), as messages."""
+        problems: list[str] = []
+        for cls in Priority:
+            if self.running_event(cls) is None and not self.contexts[cls].is_zero:
+                problems.append(
+                    f"{cls.name.lower()} context is non-zero but no {cls.name.lower()} "
+                    "handler is running"
+                )
+        for ev, es in self.pairs():
+            if not es.registered:
+                if es.ep_addr:
+                    problems.append(f"event {ev.name} is not registered but ep_addr = "
+                                    f"{es.ep_addr:#x}")
+                if es.ep_arg:
+                    problems.append(f"event {ev.name} is not registered but ep_arg = "
+                                    f"{es.ep_arg:#x}")
+        return problems
+
+
+RESET_STATE: Final = VcpuState()
