@@ -136,8 +136,10 @@ class Machine:
         self.has_run = False
         """True once any vCPU made a call or passed a dispatch check (the VM "has run")."""
         self.on_pending = on_pending
-        """Called with a vCPU index after a signal or injection made an event pending there,
-        so a VMM can kick that vCPU out of KVM_RUN. Called without the machine's lock held."""
+        """Called with a vCPU index each time a signal or injection makes an event pending there
+        that was not pending (edge-triggered: a trigger on a pending event merges into it), so
+        a VMM can kick that vCPU out of KVM_RUN. Called without the machine's lock held."""
+        self._kicks: list[int] = []
 
     # -- state access ---------------------------------------------------------------------
 
@@ -184,8 +186,8 @@ class Machine:
         v5 = [int(v) & U64_MAX for v in args[:5]] + [0] * (5 - len(args[:5]))
         a: Args = (v5[0], v5[1], v5[2], v5[3], v5[4])
         fid = function_id & 0xFFFFFFFF  # SMCCC: the function id is w0
-        kicks: list[int] = []
         with self._lock:
+            self._kicks = []
             self.has_run = True
             if not self.enabled:
                 ret = int(Ret.NOT_SUPPORTED)
@@ -197,11 +199,8 @@ class Machine:
             else:
                 handler = _HANDLERS.get(fid)
                 ret = int(Ret.NOT_SUPPORTED) if handler is None else int(handler(self, vcpu, a))
-                if fid == Function.EVENT_SIGNAL and ret == Ret.SUCCESS:
-                    target = self.vcpu_by_mpidr(a[1])
-                    assert target is not None  # SUCCESS means the target was found
-                    kicks.append(target)
             cpu.write({CpuReg.X0: ret & U64_MAX, CpuReg.X1: 0, CpuReg.X2: 0, CpuReg.X3: 0})
+            kicks, self._kicks = self._kicks, []
         self._kick(kicks)
         return CallOutcome(fid, ret - (1 << 64) if ret > 0 and ret >> 63 else ret)
 
@@ -341,6 +340,7 @@ class Machine:
             return Ret.INVALID_PARAMETERS
         if not es.pending:  # edge-triggered: at most one pending per event
             self._states[target] = st.with_event(ev, replace(es, pending=True))
+            self._kicks.append(target)
         return Ret.SUCCESS
 
     def _h_features(self, v: int, a: Args) -> int:
@@ -464,8 +464,9 @@ class Machine:
             es = st.event(ev)
             if not es.registered:
                 return False
-            if not es.pending:
-                self._states[vcpu] = st.with_event(ev, replace(es, pending=True))
+            if es.pending:
+                return True  # merges into the pending trigger
+            self._states[vcpu] = st.with_event(ev, replace(es, pending=True))
         self._kick([vcpu])
         return True
 
