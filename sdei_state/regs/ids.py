@@ -35,12 +35,10 @@ Pure: no I/O, nothing from ``sdei_state.kvm``.
 from __future__ import annotations
 
 import difflib
-import importlib
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum, IntEnum
-from types import MappingProxyType, ModuleType
+from types import MappingProxyType
 from typing import ClassVar, Final
 
 from ..errors import SdeiStateError
@@ -408,49 +406,23 @@ SDEI_FIRST_REGNO: Final = 0x0100
 SDEI_LAST_REGNO: Final = 0x01FF
 """The FW regno block DESIGN section 4 gives SDEI; names come from ``sdei_state.regs.sdei``."""
 
-_SDEI_MODULE: Final = "sdei_state.regs.sdei"
-
-
-def _sdei_module() -> ModuleType | None:
-    # Lazy: sdei.py imports this module. Tolerates only the absence of sdei.py itself (the lead
-    # removes this once it lands); any error *inside* sdei.py still surfaces.
-    try:
-        return importlib.import_module(_SDEI_MODULE)
-    except ModuleNotFoundError as e:
-        if e.name == _SDEI_MODULE:
-            return None
-        raise
-
-
-def _sdei_namer() -> Callable[..., object] | None:
-    mod = _sdei_module()
-    fn: object = getattr(mod, "regno_name", None) if mod is not None else None
-    return fn if callable(fn) else None
-
-
 def _sdei_regno_name(regno: int) -> str | None:
-    fn = _sdei_namer()
-    name = fn(regno) if fn is not None else None
-    return name if isinstance(name, str) else None
+    from . import sdei  # lazy: sdei.py builds on this module
+
+    return sdei.regno_name(regno)
 
 
-_sdei_index_cache: tuple[object, dict[str, int]] | None = None
+_sdei_index_cache: dict[str, int] | None = None
 
 
 def _sdei_index() -> dict[str, int]:
-    """Normalised SDEI register name -> regno, rebuilt if the sdei namer changes."""
+    """Normalised SDEI register name -> regno (built once; the block is static)."""
     global _sdei_index_cache
-    fn = _sdei_namer()
-    if fn is None:
-        return {}
-    if _sdei_index_cache is None or _sdei_index_cache[0] is not fn:
-        index: dict[str, int] = {}
-        for regno in range(SDEI_FIRST_REGNO, SDEI_LAST_REGNO + 1):
-            name = fn(regno)
-            if isinstance(name, str):
-                index[_norm(name)] = regno
-        _sdei_index_cache = (fn, index)
-    return _sdei_index_cache[1]
+    if _sdei_index_cache is None:
+        from . import sdei
+
+        _sdei_index_cache = {_norm(r.name): r.regno for r in sdei.SDEI_REGS}
+    return _sdei_index_cache
 
 
 # --- encoders --------------------------------------------------------------------------------
