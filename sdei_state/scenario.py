@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from .cpu import CpuReg, reg_by_key
-from .errors import RegError, ScenarioError
+from .errors import RegError, ScenarioError, SdeiStateError
 from .spec import Function, function_by_name
 from .state import U64_MAX
 
@@ -184,6 +184,12 @@ def _parse_step(i: int, s: object, nvcpus: int) -> Step:
     return Step(i, action, vcpu, value, args)
 
 
+def _sim_vm(n: int) -> Any:
+    from .vcpu.sim import SimVm
+
+    return SimVm(n)
+
+
 def _signed(v: int) -> int:
     return v - (1 << 64) if v >> 63 else v
 
@@ -193,10 +199,8 @@ class Runner:
     for the destination of every ``migrate``)."""
 
     def __init__(self, scenario: Scenario, vm_factory: Callable[[int], Any] | None = None):
-        from .vcpu.sim import SimVm
-
         self.scenario = scenario
-        self._factory: Callable[[int], Any] = vm_factory or (lambda n: SimVm(n))
+        self._factory: Callable[[int], Any] = vm_factory or _sim_vm
         self.vm: Any = self._factory(scenario.vcpus)
 
     def run(self) -> dict[str, Any]:
@@ -210,7 +214,10 @@ class Runner:
     def step(self, step: Step) -> dict[str, Any]:
         a = step.action
         if a == "migrate":
-            self.migrate()
+            try:
+                self.migrate()
+            except SdeiStateError as e:  # e.g. RestoreError: a state restore() refuses
+                raise ScenarioError(f"step {step.index}: migrate: {e}") from None
             return {}
         assert step.vcpu is not None
         vcpu = self.vm.vcpus[step.vcpu]
