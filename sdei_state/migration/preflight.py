@@ -1,0 +1,276 @@
+"""Preflight: can this blob be restored on that destination? Every problem, before any write.
+
+The rules (DESIGN section 4, with the upstream facts of KVM-FW-REGS sections 2, 3 and 5):
+
+- A register the source has and the destination lacks may be dropped only if its saved value
+  is the value the destination behaves as if it had (``droppable_value``): an SDEI register's
+  reset value; VENDOR_HYP_BMAP_2's reset 0 ("This is reset to 0"; QEMU tolerates exactly this
+  for backward migration from 6.15); a WORKAROUND level of 0 (NOT_AVAIL: a kernel without the
+  register answers ARCH_FEATURES for that workaround with NOT_SUPPORTED, which a guest reads as
+  "not available"). Anything else (core and system registers, PSCI_VERSION, the other bitmaps,
+  whose reset depends on the host) is never dropped.
+- WORKAROUND_1/2/3: the destination host's level must be at least as safe as the saved one
+  (upstream compares levels numerically after WA2's narrowing; ``firmware.wa_level_ok``).
+- PSCI_VERSION: one the destination accepts for the vCPU's PSCI_0_2 feature.
+- A bitmap bit the destination does not know is refused (SET would be EINVAL); a bitmap change
+  on a destination VM that has already run is refused (EBUSY).
+- The SDEI block of each vCPU passes ``regs.sdei.vcpu_problems`` (per-register checks and the
+  cross-register facts the model could never produce).
+- VM-wide registers (PSCI_VERSION, the bitmaps) hold one value across the blob's vCPUs, and the
+  blob has as many vCPUs as the destination.
+
+A register the destination has and the source lacks keeps the destination's value (as QEMU:
+"anything we know about but the incoming data doesn't specify retains its current (reset)
+value"); the report lists those as ``added``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from ..errors import KvmError, RegError
+from ..regs import firmware, ids
+from ..regs import sdei as sdei_regs
+from ..vcpu.sim import firmware_refusal
+from ..vcpu.transport import RegTransport
+from .blob import Blob
+
+VM_WIDE: Final = frozenset((firmware.PSCI_VERSION, *firmware.BITMAPS))
+"""Firmware registers that are one value per VM, whatever vCPU fd they are accessed through."""
+
+
+def reg_label(reg_id: int) -> str:
+    """``SDEI_EVENT_STATE(0) (0x6030000000140110)``: name and id, for messages."""
+    return f"{ids.short_name(reg_id)} ({reg_id:#018x})"
+
+
+def droppable_value(reg_id: int) -> int | None:
+    """The saved value at which a destination lacking ``reg_id`` loses nothing, or None if the
+    register can never be dropped (see the module docstring for the reasons)."""
+    reg = sdei_regs.SDEI_REG_BY_ID.get(reg_id)
+    if reg is not None:
+        return reg.reset
+    decl = firmware.FIRMWARE_BY_ID.get(reg_id)
+    if decl is None:
+        return None
+    if decl.kind is firmware.FwKind.WORKAROUND:
+        return int(firmware.WaLevel.NOT_AVAIL)
+    if decl.kind is firmware.FwKind.BITMAP and not decl.reset_known:
+        return 0
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One reason a restore would fail: where (vCPU, register) and why."""
+
+    reason: str
+    reg_id: int | None = None
+    vcpu: int | None = None
+    """None when the problem concerns the whole VM (or every vCPU alike)."""
+
+    def __str__(self) -> str:
+        where = [] if self.vcpu is None else [f"vCPU {self.vcpu}"]
+        if self.reg_id is not None:
+            where.append(reg_label(self.reg_id))
+        return ": ".join([*where, self.reason])
+
+    def as_json(self) -> dict[str, Any]:
+        return {"vcpu": self.vcpu,
+                "register": None if self.reg_id is None else f"{self.reg_id:#018x}",
+                "name": None if self.reg_id is None else ids.short_name(self.reg_id),
+                "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """What preflight needs to know about a destination VM: the registers its vCPUs list, its
+    host firmware, and the VM facts that change SET results."""
+
+    reg_ids: frozenset[int]
+    host: firmware.HostFirmware
+    nr_vcpus: int | None = None
+    """None: any number of vCPUs."""
+    psci_0_2: bool = True
+    has_run: bool = False
+    """The destination VM has run (bitmaps locked). A fresh destination has not."""
+    current: tuple[tuple[int, int], ...] = ()
+    """Present values of its VM-wide firmware registers (for the EBUSY check)."""
+
+    @classmethod
+    def of_vcpus(
+        cls, vcpus: Sequence[RegTransport], *, host: firmware.HostFirmware | None = None
+    ) -> Destination:
+        """Describe a destination from its vCPUs (reads registers, writes nothing). The host
+        is ``host``, else the vCPUs' own ``host`` attribute (the simulated vCPU has one), else
+        inferred from a fresh vCPU's firmware registers (``infer_host``)."""
+        if not vcpus:
+            raise ValueError("the destination has no vCPU")
+        first = vcpus[0]
+        reg_ids = frozenset(first.reg_list())
+        if host is None:
+            own = getattr(first, "host", None)
+            host = own if isinstance(own, firmware.HostFirmware) else infer_host(first)
+        present = sorted(r for r in VM_WIDE if r in reg_ids)
+        return cls(
+            reg_ids=reg_ids,
+            host=host,
+            nr_vcpus=len(vcpus),
+            psci_0_2=bool(getattr(first, "psci_0_2", True)),
+            has_run=bool(getattr(first, "has_run", False)),
+            current=tuple(zip(present, first.get_regs(present), strict=True)),
+        )
+
+
+def infer_host(t: RegTransport, name: str = "destination") -> firmware.HostFirmware:
+    """The ``HostFirmware`` of a freshly created vCPU's kernel, read from its registers: the
+    WORKAROUND levels are what GET returns (always the host's), PSCI_VERSION and the bitmaps
+    read their reset values on a VM nobody has written to (a bitmap resets to every bit the
+    host knows; VENDOR_HYP_BMAP_2 resets to 0, so its known bits are taken as upstream's)."""
+    listed = set(t.reg_list())
+    fw = [r for r in firmware.FIRMWARE_REGS if r.id in listed]
+    values = dict(zip((r.id for r in fw), t.get_regs([r.id for r in fw]), strict=True))
+    psci = values.get(firmware.PSCI_VERSION, int(firmware.PsciVersion.V1_0))
+    try:
+        psci_max = max(firmware.PsciVersion(psci), firmware.PsciVersion.V0_2)
+    except ValueError:
+        psci_max = firmware.PsciVersion.V1_0
+    wa = tuple((r.id, values[r.id]) for r in fw if r.kind is firmware.FwKind.WORKAROUND)
+    bm = tuple((r.id, values[r.id] if r.reset_known else r.upstream_mask)
+               for r in fw if r.kind is firmware.FwKind.BITMAP)
+    return firmware.HostFirmware(f"{name} (inferred)", psci_max, wa, bm)
+
+
+@dataclass(frozen=True, slots=True)
+class PreflightReport:
+    """The verdict on restoring one blob on one destination, with every problem found."""
+
+    problems: tuple[Problem, ...]
+    dropped: tuple[int, ...] = ()
+    """Registers the destination lacks, saved at their droppable value: not written."""
+    added: tuple[int, ...] = ()
+    """Registers the destination has and the blob lacks: they keep the destination's value."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def verdict(self) -> Literal["ok", "refused"]:
+        return "ok" if self.ok else "refused"
+
+    def __str__(self) -> str:
+        lines = [f"preflight: {self.verdict} ({len(self.problems)} problem(s))"]
+        lines += [f"  {p}" for p in self.problems]
+        for what, regs in (("dropped (destination lacks them, saved at reset value)",
+                            self.dropped),
+                           ("not in the blob (destination values kept)", self.added)):
+            if regs:
+                names = ", ".join(ids.short_name(r) for r in regs)
+                lines.append(f"  {what}: {len(regs)}: {names}")
+        return "\n".join(lines)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"verdict": self.verdict,
+                "problems": [p.as_json() for p in self.problems],
+                "dropped": [f"{r:#018x}" for r in self.dropped],
+                "added": [f"{r:#018x}" for r in self.added]}
+
+
+@dataclass
+class _Findings:
+    problems: list[Problem] = field(default_factory=list)
+
+    def add(self, reason: str, reg_id: int | None = None, vcpu: int | None = None) -> None:
+        self.problems.append(Problem(reason, reg_id, vcpu))
+
+
+def _check_firmware(
+    out: _Findings, reg_id: int, value: int, dest: Destination, vcpu: int | None
+) -> None:
+    """The destination host's SET rule for one saved firmware value, as a problem if refused."""
+    current = dict(dest.current).get(reg_id, value)
+    err = firmware.check_set(reg_id, value, host=dest.host, current=current,
+                             has_run=dest.has_run, psci_0_2=dest.psci_0_2)
+    if err is not None:
+        out.add(firmware_refusal(reg_id, value, dest.host, current=current, errno_=err,
+                                 psci_0_2=dest.psci_0_2), reg_id, vcpu)
+
+
+def check_vcpu(
+    regs: Mapping[int, int], dest: Destination, vcpu: int | None = None,
+    *, firmware_checked: bool = False,
+) -> tuple[list[Problem], tuple[int, ...], tuple[int, ...]]:
+    """(problems, dropped, added) for restoring one vCPU's saved registers on ``dest``.
+    ``firmware_checked``: the VM-wide firmware values were already judged (once per VM)."""
+    out = _Findings()
+    dropped: list[int] = []
+    sdei_present = False
+    for rid, value in regs.items():
+        if rid not in dest.reg_ids:
+            reset = droppable_value(rid)
+            if reset is None:
+                out.add("the destination does not have this register, and it cannot be "
+                        "dropped (only registers with a host-independent reset value can)",
+                        rid, vcpu)
+            elif value != reset:
+                out.add(f"the destination does not have this register; it may be dropped only "
+                        f"at its reset value {reset:#x}, saved {value:#x}", rid, vcpu)
+            else:
+                dropped.append(rid)
+            continue
+        if rid in sdei_regs.SDEI_REG_BY_ID:
+            sdei_present = True
+        elif firmware.is_firmware_reg(rid) and not (firmware_checked and rid in VM_WIDE):
+            _check_firmware(out, rid, value, dest, vcpu)
+    if sdei_present or any(r in sdei_regs.SDEI_REG_BY_ID for r in dropped):
+        for rid, reason in sdei_regs.vcpu_problems(regs):
+            out.add(reason, rid, vcpu)
+    added = tuple(sorted(r for r in dest.reg_ids if r not in regs))
+    return out.problems, tuple(dropped), added
+
+
+def preflight(
+    source: Blob,
+    destination: Sequence[RegTransport] | Destination,
+    *,
+    host: firmware.HostFirmware | None = None,
+) -> PreflightReport:
+    """Check, without writing anything, whether ``source`` can be restored on
+    ``destination`` (its vCPUs, or a ``Destination`` description). ``host`` overrides the
+    destination host when vCPUs are given. Every problem names the register and the reason."""
+    if isinstance(destination, Destination):
+        dest = destination
+    else:
+        try:
+            dest = Destination.of_vcpus(destination, host=host)
+            lists = {frozenset(t.reg_list()) for t in destination}
+        except (RegError, KvmError) as e:
+            return PreflightReport((Problem(f"cannot read the destination: {e}"),))
+        if len(lists) > 1:
+            return PreflightReport((Problem("the destination vCPUs list different registers; "
+                                            "one blob restores one register table"),))
+    out = _Findings()
+    if dest.nr_vcpus is not None and dest.nr_vcpus != source.nr_vcpus:
+        out.add(f"the blob holds {source.nr_vcpus} vCPU(s), the destination has "
+                f"{dest.nr_vcpus}")
+    # VM-wide registers: one value in every row, judged once.
+    for col, rid in enumerate(source.reg_ids):
+        if rid not in VM_WIDE:
+            continue
+        values = {row[col] for row in source.rows}
+        if len(values) > 1:
+            shown = ", ".join(f"{v:#x}" for v in sorted(values))
+            out.add(f"a VM-wide register holds different values across vCPUs ({shown})", rid)
+        elif rid in dest.reg_ids:
+            _check_firmware(out, rid, next(iter(values)), dest, None)
+    # Registers are dropped for the whole VM or not at all: one register table.
+    dropped = {r for r in source.reg_ids if r not in dest.reg_ids}
+    added: tuple[int, ...] = ()
+    for i, regs in enumerate(source.vcpus()):
+        problems, drop, added = check_vcpu(regs, dest, i, firmware_checked=True)
+        out.problems.extend(problems)
+        dropped.intersection_update(drop)
+    return PreflightReport(tuple(out.problems), tuple(sorted(dropped)), added)

@@ -1,0 +1,122 @@
+"""Save and restore vCPUs over any ``RegTransport`` (the simulated vCPU or real KVM).
+
+Save: every register the vCPU's own KVM_GET_REG_LIST reports, in that order.
+
+Restore, for one vCPU or a whole VM, in three phases:
+
+1. Check everything before writing anything (``preflight``): registers the destination lacks
+   (dropped only at their reset value), each firmware value against the destination host's
+   SET rules, each vCPU's SDEI block with ``regs.sdei.vcpu_problems`` (per-register checks and
+   the cross-register facts). The first problem refuses the restore with ``RestoreError``
+   naming the register (name and id) and the reason; nothing has been written.
+2. Write in ascending id order. The order does not matter for correctness (every SDEI
+   register's check is per register, so any intermediate of a valid final state passes,
+   whatever the vCPU held before); ascending makes a partial failure easy to reason about. A
+   write the transport still refuses raises ``RestoreError`` with the count written.
+3. Read every written register back and compare (the WORKAROUND registers excepted: they are
+   checks that store nothing, and GET returns the host's level).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from ..errors import KvmError, RegError, RestoreError
+from ..regs import firmware
+from ..regs.firmware import HostFirmware
+from ..vcpu.transport import RegTransport
+from .blob import Blob, VcpuRegisters
+from .preflight import Destination, PreflightReport, check_vcpu, preflight, reg_label
+
+
+@dataclass(frozen=True, slots=True)
+class RestoreResult:
+    """What a restore did on one vCPU."""
+
+    written: tuple[int, ...]
+    """Ids written and verified, ascending."""
+    dropped: tuple[int, ...] = ()
+    """Saved registers the destination lacks, at their reset value: not written."""
+    added: tuple[int, ...] = ()
+    """Registers the destination has and the saved set lacks: left as they were."""
+
+
+def save_vcpu(t: RegTransport) -> VcpuRegisters:
+    """Every register the vCPU lists, in its KVM_GET_REG_LIST order, read in one batch."""
+    reg_ids = tuple(t.reg_list())
+    return VcpuRegisters(reg_ids, tuple(t.get_regs(reg_ids)))
+
+
+def save_vm(vcpus: Sequence[RegTransport]) -> Blob:
+    """Save every vCPU of a VM into one blob (they must list the same registers)."""
+    return Blob.from_vcpus([save_vcpu(t) for t in vcpus])
+
+
+def _refuse(problems: Sequence[object], reg_id: int | None) -> RestoreError:
+    first = str(problems[0])
+    more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+    return RestoreError(f"restore refused, nothing written: {first}{more}", reg_id=reg_id)
+
+
+def restore_vcpu(
+    t: RegTransport, regs: Mapping[int, int], *, host: HostFirmware | None = None
+) -> RestoreResult:
+    """Restore one vCPU's saved registers (a ``VcpuRegisters`` or any id -> value mapping).
+
+    Refuses (``RestoreError``, nothing written) unless every check passes; ``host`` is the
+    destination's firmware (default: the transport's own ``host``, else inferred from it)."""
+    try:
+        dest = Destination.of_vcpus([t], host=host)
+    except (RegError, KvmError) as e:
+        raise RestoreError(f"restore refused, nothing written: cannot read the destination "
+                           f"vCPU: {e}", reg_id=getattr(e, "reg_id", None)) from None
+    problems, dropped, added = check_vcpu(regs, dest)
+    if problems:
+        raise _refuse(problems, problems[0].reg_id)
+    return _write(t, regs, dropped, added, where="")
+
+
+def restore_vm(
+    vcpus: Sequence[RegTransport], blob: Blob, *, host: HostFirmware | None = None
+) -> tuple[RestoreResult, ...]:
+    """Restore a blob into a VM's vCPUs (as many as the blob holds): ``preflight`` first,
+    and nothing is written unless it finds no problem."""
+    report: PreflightReport = preflight(blob, vcpus, host=host)
+    if not report.ok:
+        raise _refuse(report.problems, report.problems[0].reg_id)
+    return tuple(
+        _write(t, blob.vcpu(i), report.dropped, report.added, where=f"vCPU {i}: ")
+        for i, t in enumerate(vcpus)
+    )
+
+
+def _write(
+    t: RegTransport,
+    regs: Mapping[int, int],
+    dropped: Sequence[int],
+    added: Sequence[int],
+    *,
+    where: str,
+) -> RestoreResult:
+    skip = set(dropped)
+    items = sorted((rid, v) for rid, v in regs.items() if rid not in skip)
+    try:
+        t.set_regs(items)
+    except RegError as e:
+        done = next((i for i, (rid, _) in enumerate(items) if rid == e.reg_id), 0)
+        raise RestoreError(
+            f"{where}restore failed writing {reg_label(e.reg_id)}: {e.errname}: {e.reason} "
+            f"({done} of {len(items)} registers were written, in ascending id order)",
+            reg_id=e.reg_id, written=done,
+        ) from e
+    ids_ = [rid for rid, _ in items]
+    back = t.get_regs(ids_)
+    for (rid, want), got in zip(items, back, strict=True):
+        if got != want and rid not in firmware.WORKAROUNDS:
+            raise RestoreError(
+                f"{where}restore failed verifying {reg_label(rid)}: wrote {want:#x}, read back "
+                f"{got:#x} (all {len(items)} registers were written)",
+                reg_id=rid, written=len(items),
+            )
+    return RestoreResult(tuple(ids_), tuple(sorted(dropped)), tuple(added))

@@ -1,0 +1,377 @@
+"""The simulated vCPU: KVM's ONE_REG semantics over the reference model, no kernel needed.
+
+A ``SimVm`` is one VM: a ``machine.Machine`` (the SDEI state of every vCPU), the VM-wide
+firmware registers of a ``HostFirmware`` preset, and one ``SimVcpu`` per vCPU. Each SimVcpu
+has a ``MemoryCpu`` and implements ``RegTransport`` the way an arm64 KVM that carries the SDEI
+ABI of DESIGN section 4 would, errnos included (as ``errors.RegError``):
+
+- ENOENT: an id the vCPU does not list (also a listed firmware/SDEI regno with a non-U64 size,
+  as upstream ``kvm_arm_set_fw_reg()`` answers);
+- EINVAL: a value the register refuses (SDEI per-register checks, firmware SET rules); a core
+  register id with the wrong size (``validate_core_offset`` in guest.c); a malformed id;
+- EBUSY: a feature-bitmap change after the VM has run (any vCPU made a call or was dispatched);
+- ENOEXEC: any register access, list or run before ``init()`` (KVM_ARM_VCPU_INIT);
+- E2BIG: ``reg_list_into(n)`` with room for fewer than the vCPU lists (``RegListTooSmall``).
+
+The register list, in KVM's order: core registers (x0-x30, sp, pc, pstate, elr_el1, spsr_el1),
+the upstream firmware registers of the host, the 47 SDEI registers (when the host knows STD_BMAP
+bit 1), then the system registers (VBAR_EL1). PSCI_VERSION and the bitmaps are VM-wide (a write
+through any vCPU is seen by all), STD_BMAP bit 1 is the SDEI gate (``machine.enabled``), and a
+WORKAROUND write is a check that stores nothing, as upstream.
+
+This is the library's default backend, and what ``sdei-state replay`` runs on.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Mapping, Sequence
+from enum import IntEnum
+from types import MappingProxyType
+from typing import Final
+
+from ..cpu import CALL_ARGS, CpuReg, MemoryCpu
+from ..errors import KvmError, RegError
+from ..events import Event
+from ..machine import CallOutcome, Machine, affinity_of
+from ..regs import firmware, ids
+from ..regs import sdei as sdei_regs
+from ..spec import function_by_name
+from ..state import RESET_STATE, U64_MAX, StateError, VcpuState
+
+_SIZE_MASK: Final = ids.KVM_REG_SIZE_MASK
+_U64: Final = ids.RegSize.U64.bits
+_SDEI_BIT: Final = 1 << firmware.STD_BIT_SDEI
+_MPIDR_RES1: Final = 1 << 31
+
+
+class _Kind(IntEnum):
+    CORE = 0
+    FW = 1
+    SDEI = 2
+    SYS = 3
+
+
+_CPU_REG_IDS: Final[Mapping[CpuReg, int]] = MappingProxyType({
+    **{CpuReg(n): ids.core_reg(f"x{n}") for n in range(31)},
+    CpuReg.SP: ids.core_reg("sp"),
+    CpuReg.PC: ids.core_reg("pc"),
+    CpuReg.PSTATE: ids.core_reg("pstate"),
+    CpuReg.ELR_EL1: ids.core_reg("elr_el1"),
+    CpuReg.SPSR_EL1: ids.core_reg("spsr_el1"),
+    CpuReg.VBAR_EL1: ids.sys_reg(3, 0, 12, 0, 0),
+})
+"""The ONE_REG id of every register a MemoryCpu holds (VBAR_EL1 is a system register)."""
+
+CORE_IDS: Final[tuple[int, ...]] = tuple(
+    _CPU_REG_IDS[r] for r in CpuReg if r is not CpuReg.VBAR_EL1
+)
+SYS_IDS: Final[tuple[int, ...]] = (_CPU_REG_IDS[CpuReg.VBAR_EL1],)
+
+
+def cpu_reg_id(reg: CpuReg) -> int:
+    """The ONE_REG id that holds a CPU register of the model (``x0`` ... ``VBAR_EL1``)."""
+    return _CPU_REG_IDS[reg]
+
+
+class RegListTooSmall(KvmError):
+    """KVM_GET_REG_LIST with ``n`` too small: E2BIG, and ``n`` is the count KVM writes back."""
+
+    def __init__(self, needed: int, given: int) -> None:
+        self.n = needed
+        super().__init__(errno.E2BIG, f"KVM_GET_REG_LIST: the vCPU has {needed} registers, "
+                                      f"the list has room for {given}")
+
+
+def _is_sdei_host(host: firmware.HostFirmware) -> bool:
+    return bool((host.known_bits(firmware.STD_BMAP) or 0) & _SDEI_BIT)
+
+
+class SimVm:
+    """A simulated VM: the SDEI machine, the VM-wide firmware registers, and its vCPUs."""
+
+    def __init__(
+        self,
+        nr_vcpus: int,
+        *,
+        host: firmware.HostFirmware = firmware.HOST_SDEI,
+        initialized: bool = True,
+        psci_0_2: bool = True,
+    ) -> None:
+        self.host = host
+        """What the simulated host kernel offers (firmware registers, levels, known bits)."""
+        self.psci_0_2 = psci_0_2
+        """Whether the vCPUs were created with KVM_ARM_VCPU_PSCI_0_2 (all of them alike)."""
+        self.has_sdei = _is_sdei_host(host)
+        """True if the host carries the SDEI ABI (knows STD_BMAP bit 1): then every vCPU lists
+        the SDEI registers. Otherwise it is a stock kernel and SDEI calls are NOT_SUPPORTED."""
+        self._fw: dict[int, int] = {
+            rid: host.reset_value(rid, psci_0_2=psci_0_2)
+            for rid in host.reg_ids if firmware.is_stored(rid)
+        }
+        self.machine = Machine(nr_vcpus, enabled=self._sdei_enabled())
+        order: list[tuple[int, _Kind]] = [(rid, _Kind.CORE) for rid in CORE_IDS]
+        order += [(rid, _Kind.FW) for rid in host.reg_ids]
+        if self.has_sdei:
+            order += [(rid, _Kind.SDEI) for rid in sdei_regs.SDEI_REG_IDS]
+        order += [(rid, _Kind.SYS) for rid in SYS_IDS]
+        self.reg_ids: tuple[int, ...] = tuple(rid for rid, _ in order)
+        """What every vCPU's KVM_GET_REG_LIST returns (the list is fixed, DESIGN section 2)."""
+        self._kinds: Mapping[int, _Kind] = MappingProxyType(dict(order))
+        self._cpu_regs: Mapping[int, CpuReg] = MappingProxyType(
+            {rid: reg for reg, rid in _CPU_REG_IDS.items()}
+        )
+        self.vcpus: tuple[SimVcpu, ...] = tuple(
+            SimVcpu(self, i, initialized=initialized) for i in range(nr_vcpus)
+        )
+
+    @property
+    def nr_vcpus(self) -> int:
+        return len(self.vcpus)
+
+    @property
+    def has_run(self) -> bool:
+        """True once any vCPU has made a call or been dispatched (bitmaps are then locked)."""
+        return self.machine.has_run
+
+    def _sdei_enabled(self) -> bool:
+        return bool(self._fw.get(firmware.STD_BMAP, 0) & _SDEI_BIT)
+
+    def __repr__(self) -> str:
+        return f"SimVm({self.nr_vcpus} vCPUs, host={self.host.name!r})"
+
+
+class SimVcpu:
+    """One simulated vCPU: a ``RegTransport`` with KVM's semantics, plus guest-side helpers
+    (``call``, ``dispatch``, ``inject``) that drive the VM's machine with this vCPU's CPU."""
+
+    def __init__(self, vm: SimVm, index: int, *, initialized: bool = True) -> None:
+        self.vm = vm
+        self.index = index
+        self.cpu = MemoryCpu()
+        """The vCPU's core and system registers (what the ONE_REG core ids read and write)."""
+        self.initialized = initialized
+        """False until ``init()`` (KVM_ARM_VCPU_INIT): every access is then ENOEXEC."""
+
+    # -- attributes that save/restore and preflight look for ----------------------------
+
+    @property
+    def host(self) -> firmware.HostFirmware:
+        return self.vm.host
+
+    @property
+    def has_run(self) -> bool:
+        return self.vm.has_run
+
+    @property
+    def psci_0_2(self) -> bool:
+        return self.vm.psci_0_2
+
+    @property
+    def mpidr(self) -> int:
+        """MPIDR_EL1 as the guest reads it: KVM's affinity for this index, RES1 bit 31."""
+        return affinity_of(self.index) | _MPIDR_RES1
+
+    def init(self) -> None:
+        """KVM_ARM_VCPU_INIT: the vCPU becomes usable, with reset core and SDEI state."""
+        with self.vm.machine.lock:
+            self.cpu = MemoryCpu()
+            self.vm.machine.set_state(self.index, RESET_STATE)
+            self.initialized = True
+
+    # -- KVM_GET_REG_LIST -------------------------------------------------------------------
+
+    def reg_list(self) -> tuple[int, ...]:
+        """KVM_GET_REG_LIST: every register id, in KVM's order (not sorted)."""
+        self._check_init("KVM_GET_REG_LIST")
+        return self.vm.reg_ids
+
+    def reg_list_into(self, n: int) -> tuple[int, ...]:
+        """KVM_GET_REG_LIST with room for ``n`` ids: the list, or ``RegListTooSmall`` (E2BIG)
+        carrying the count, as a VMM's first call with ``n = 0`` expects."""
+        ids_ = self.reg_list()
+        if n < len(ids_):
+            raise RegListTooSmall(len(ids_), n)
+        return ids_
+
+    # -- KVM_GET_ONE_REG / KVM_SET_ONE_REG --------------------------------------------------
+
+    def get_reg(self, reg_id: int) -> int:
+        """KVM_GET_ONE_REG."""
+        kind = self._lookup(reg_id, "GET")
+        if kind is _Kind.SDEI:
+            st = self.vm.machine.state(self.index)
+            return sdei_regs.encode_map(st)[reg_id]
+        if kind is _Kind.FW:
+            return firmware.get_value(reg_id, host=self.vm.host, stored=self.vm._fw.get(reg_id),
+                                      psci_0_2=self.vm.psci_0_2)
+        return self.cpu[self.vm._cpu_regs[reg_id]]
+
+    def get_regs(self, reg_ids: Sequence[int]) -> list[int]:
+        """GET of each id in order; raises on the first failure."""
+        kinds = [self._lookup(rid, "GET") for rid in reg_ids]
+        sdei_vals: dict[int, int] | None = None
+        out: list[int] = []
+        for rid, kind in zip(reg_ids, kinds, strict=True):
+            if kind is _Kind.SDEI:
+                if sdei_vals is None:  # one consistent snapshot for the whole batch
+                    sdei_vals = sdei_regs.encode_map(self.vm.machine.state(self.index))
+                out.append(sdei_vals[rid])
+            else:
+                out.append(self.get_reg(rid))
+        return out
+
+    def set_reg(self, reg_id: int, value: int) -> None:
+        """KVM_SET_ONE_REG. A refused value changes nothing."""
+        self.set_regs(((reg_id, value),))
+
+    def set_regs(self, items: Sequence[tuple[int, int]]) -> None:
+        """SET of each (id, value) in order; raises on the first failure (earlier writes stay).
+
+        SDEI writes of one batch are applied to the model as one state change; that equals
+        writing them one by one because every per-register-valid intermediate decodes."""
+        vm = self.vm
+        with vm.machine.lock:
+            pending: dict[int, int] = {}  # SDEI writes not yet applied to the model
+            try:
+                for reg_id, value in items:
+                    kind = self._lookup(reg_id, "SET")
+                    self._check_value(reg_id, value)
+                    if kind is _Kind.SDEI:
+                        reason = sdei_regs.check_value(reg_id, value)
+                        if reason is not None:
+                            raise RegError(errno.EINVAL, reg_id, "SET", reason)
+                        pending[reg_id] = value
+                    elif kind is _Kind.FW:
+                        self._set_fw(reg_id, value)
+                    else:
+                        self.cpu[vm._cpu_regs[reg_id]] = value
+            finally:
+                if pending:
+                    self._apply_sdei(pending)
+
+    def _apply_sdei(self, writes: Mapping[int, int]) -> None:
+        machine = self.vm.machine
+        values = sdei_regs.encode_map(machine.state(self.index))
+        values.update(writes)
+        try:
+            state = sdei_regs.decode(values)
+        except (sdei_regs.SdeiRegisterError, StateError):
+            # Only a cross-register conflict gets here; replay one by one for exact errnos.
+            for rid, v in writes.items():
+                one = sdei_regs.encode_map(machine.state(self.index))
+                one[rid] = v
+                try:
+                    machine.set_state(self.index, sdei_regs.decode(one))
+                except (sdei_regs.SdeiRegisterError, StateError) as e:
+                    raise RegError(errno.EINVAL, rid, "SET", str(e)) from None
+            return
+        machine.set_state(self.index, state)
+
+    def _set_fw(self, reg_id: int, value: int) -> None:
+        vm = self.vm
+        current = firmware.get_value(reg_id, host=vm.host, stored=vm._fw.get(reg_id),
+                                     psci_0_2=vm.psci_0_2)
+        err = firmware.check_set(reg_id, value, host=vm.host, current=current,
+                                 has_run=vm.has_run, psci_0_2=vm.psci_0_2)
+        if err is not None:
+            raise RegError(err, reg_id, "SET", firmware_refusal(reg_id, value, vm.host,
+                                                          current=current, errno_=err,
+                                                          psci_0_2=vm.psci_0_2))
+        if firmware.is_stored(reg_id):
+            vm._fw[reg_id] = value
+            if reg_id == firmware.STD_BMAP:
+                vm.machine.enabled = vm._sdei_enabled()
+
+    def _check_value(self, reg_id: int, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= U64_MAX:
+            raise RegError(errno.EINVAL, reg_id, "SET",
+                           f"value {value!r} is not an unsigned 64-bit integer")
+
+    def _check_init(self, what: str) -> None:
+        if not self.initialized:
+            raise KvmError(errno.ENOEXEC, f"{what} on vCPU {self.index} before KVM_ARM_VCPU_INIT")
+
+    def _lookup(self, reg_id: int, op: str) -> _Kind:
+        if not self.initialized:
+            raise RegError(errno.ENOEXEC, reg_id, op, "the vCPU is not initialized "
+                           "(KVM_ARM_VCPU_INIT has not been called)")
+        kind = self.vm._kinds.get(reg_id)
+        if kind is not None:
+            return kind
+        if (isinstance(reg_id, bool) or not isinstance(reg_id, int)
+                or not 0 <= reg_id <= U64_MAX):
+            raise RegError(errno.EINVAL, 0, op, f"register id {reg_id!r} is not a u64")
+        if (reg_id & ~_SIZE_MASK) >> 32 != ids.KVM_REG_ARM64 >> 32:
+            # kvm_arm_{get,set}_reg: "(reg->id & ~KVM_REG_SIZE_MASK) >> 32 != KVM_REG_ARM64 >> 32"
+            raise RegError(errno.EINVAL, reg_id, op, "not an arm64 register id")
+        as_u64 = (reg_id & ~_SIZE_MASK) | _U64
+        listed = self.vm._kinds.get(as_u64)
+        if listed is _Kind.CORE:
+            raise RegError(errno.EINVAL, reg_id, op, f"{ids.short_name(as_u64)} is a U64 core "
+                           f"register; the id's size field says {ids.reg_size(reg_id)} bytes")
+        if listed is not None:
+            raise RegError(errno.ENOENT, reg_id, op, f"{ids.short_name(as_u64)} is U64; no "
+                           f"register has this id with a {ids.reg_size(reg_id)}-byte size")
+        raise RegError(errno.ENOENT, reg_id, op, "the vCPU does not have this register")
+
+    # -- guest-side helpers ---------------------------------------------------------------
+
+    def call(self, function: int | str, args: Sequence[int] = ()) -> CallOutcome:
+        """Make an SDEI call as the guest does: x0 = function id (or spec name without the
+        ``SDEI_`` prefix), x1..x5 = ``args`` (missing ones 0), then serve the HVC."""
+        self._check_init("KVM_RUN")
+        fid = function_by_name(function) if isinstance(function, str) else function
+        if len(args) > 5:
+            raise ValueError(f"an SDEI call takes at most 5 arguments (x1-x5), not {len(args)}")
+        values = [int(fid) & U64_MAX, *(int(a) & U64_MAX for a in args)]
+        values += [0] * (len(CALL_ARGS) - len(values))
+        self.cpu.write(dict(zip(CALL_ARGS, values, strict=True)))
+        return self.vm.machine.hvc(self.index, self.cpu)
+
+    def dispatch(self) -> Event | None:
+        """The VMM's entry check before running the vCPU: enter the highest-priority
+        deliverable handler, if any; the event taken."""
+        self._check_init("KVM_RUN")
+        return self.vm.machine.dispatch(self.index, self.cpu)
+
+    def inject(self, number: int) -> bool:
+        """Hypervisor injection of an event number on this vCPU; False if refused."""
+        return self.vm.machine.inject(self.index, number)
+
+    @property
+    def state(self) -> VcpuState:
+        """The vCPU's SDEI state in the model."""
+        return self.vm.machine.state(self.index)
+
+    def __repr__(self) -> str:
+        return f"SimVcpu({self.index} of {self.vm!r})"
+
+
+def firmware_refusal(
+    reg_id: int, value: int, host: firmware.HostFirmware, *, current: int, errno_: int,
+    psci_0_2: bool = True,
+) -> str:
+    """Why ``host`` refuses SET ``reg_id`` = ``value`` with ``errno_``, in words."""
+    name = ids.short_name(reg_id)
+    if errno_ == errno.ENOENT:
+        return f"host {host.name} has no {name}"
+    if errno_ == errno.EBUSY:
+        return (f"the VM has run: {name} can no longer change "
+                f"({current:#x} -> {value:#x})")
+    decl = firmware.declaration(reg_id)
+    if decl.kind is firmware.FwKind.PSCI_VERSION:
+        ok = ", ".join(v.label for v in host.psci_versions(psci_0_2))
+        return (f"{firmware.decode_value(reg_id, value)} is not a PSCI version this vCPU "
+                f"accepts on host {host.name} ({ok})")
+    if decl.kind is firmware.FwKind.WORKAROUND:
+        need = firmware.wa_required_level(reg_id, value)
+        if need is None:
+            return f"{value:#x} is not a {name} value KVM accepts"
+        have = host.wa_level(reg_id)
+        return (f"saved level {firmware.decode_value(reg_id, value)} needs host level >= "
+                f"{need}; host {host.name} has {firmware.decode_value(reg_id, have)} "
+                "(the destination would be less safe)")
+    unknown = value & ~(host.known_bits(reg_id) or 0)
+    return (f"bits {unknown:#x} of {value:#x} are unknown to host {host.name} "
+            f"(known: {host.known_bits(reg_id) or 0:#x})")

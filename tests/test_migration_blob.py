@@ -1,0 +1,335 @@
+"""Migration blobs: binary and JSON forms, the construct declaration vs the struct fast path,
+and refusal of truncated, corrupted, wrong-version and inconsistent blobs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sdei_state.errors import BlobError
+from sdei_state.migration import (
+    BLOB,
+    Blob,
+    VcpuRegisters,
+    blob_size,
+    format_table,
+    save_vm,
+)
+from sdei_state.vcpu.sim import SimVm
+
+U64 = (1 << 64) - 1
+HEAVY = os.environ.get("SDEI_HEAVY") == "1"
+prop = settings(max_examples=1000 if HEAVY else 80, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow])
+DOC = Path(__file__).resolve().parent.parent / "docs" / "migration.md"
+
+HEADER = 24  # magic 8, format 2, abi 2, nr_regs 4, nr_vcpus 4, reserved 4 (written out)
+
+
+def reg_id(size: int, low: int) -> int:
+    """An arm64 id of the given KVM_REG_SIZE field (0..3: U8..U64)."""
+    return 0x6000_0000_0000_0000 | size << 52 | (low & 0x0FFF_FFFF)
+
+
+@st.composite
+def blobs(draw: st.DrawFn, max_regs: int = 12, max_vcpus: int = 5) -> Blob:
+    n = draw(st.integers(1, max_regs))
+    lows = draw(st.lists(st.integers(0, 0x0FFF_FFFF), min_size=n, max_size=n, unique=True))
+    sizes = draw(st.lists(st.sampled_from([0, 1, 2, 3, 3, 3]), min_size=n, max_size=n))
+    table = tuple(reg_id(s, low) for s, low in zip(sizes, lows, strict=True))
+    v = draw(st.integers(1, max_vcpus))
+    rows = tuple(
+        tuple(draw(st.integers(0, (1 << (8 << s)) - 1)) for s in sizes) for _ in range(v)
+    )
+    return Blob(table, rows)
+
+
+def small_blob() -> Blob:
+    return Blob((reg_id(3, 0x140000), reg_id(3, 0x100002), reg_id(2, 0x110001)),
+                ((1, 2, 3), (U64, 0, 0xFFFF_FFFF)))
+
+
+def rebuild(data: bytes, **fields: int) -> bytes:
+    """The blob with header fields changed and a valid CRC, to test checks behind the CRC."""
+    magic, fmt, abi, n, v, res = struct.unpack_from("<8sHHIII", data)
+    vals = {"format_version": fmt, "abi_version": abi, "nr_regs": n, "nr_vcpus": v,
+            "reserved": res} | fields
+    head = struct.pack("<8sHHIII", magic, vals["format_version"], vals["abi_version"],
+                       vals["nr_regs"], vals["nr_vcpus"], vals["reserved"])
+    body = head + data[HEADER:-4]
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+# -- round trips and the declaration -----------------------------------------------------
+
+
+@prop
+@given(blobs())
+def test_binary_round_trip(blob: Blob) -> None:
+    assert Blob.from_bytes(blob.to_bytes()) == blob
+
+
+@prop
+@given(blobs())
+def test_json_round_trip(blob: Blob) -> None:
+    assert Blob.from_json(blob.to_json()) == blob
+    assert Blob.from_json(blob.to_json(indent=2).encode()) == blob
+
+
+@prop
+@given(blobs())
+def test_fast_path_equals_the_construct_declaration(blob: Blob) -> None:
+    data = blob.to_bytes()
+    assert data == blob.build_with_construct()
+    assert Blob.parse_with_construct(data) == blob
+    parsed = BLOB.parse(data)
+    assert parsed.body.value.header.nr_regs == len(blob.reg_ids)
+    assert list(parsed.body.value.reg_ids) == list(blob.reg_ids)
+
+
+@prop
+@given(blobs(max_regs=4, max_vcpus=2), st.data())
+def test_construct_and_fast_path_refuse_the_same_damage(blob: Blob, data: st.DataObject) -> None:
+    raw = bytearray(blob.to_bytes())
+    pos = data.draw(st.integers(0, len(raw) - 1))
+    raw[pos] ^= data.draw(st.integers(1, 255))
+    with pytest.raises(BlobError):
+        Blob.from_bytes(bytes(raw))
+    with pytest.raises(BlobError):
+        Blob.parse_with_construct(bytes(raw))
+
+
+def test_exact_layout() -> None:
+    data = small_blob().to_bytes()
+    assert data[:8] == b"SDEIREGS"
+    assert struct.unpack_from("<HHIII", data, 8) == (1, 1, 3, 2, 0)
+    assert struct.unpack_from("<3Q", data, HEADER) == small_blob().reg_ids
+    assert struct.unpack_from("<6Q", data, HEADER + 24) == (1, 2, 3, U64, 0, 0xFFFF_FFFF)
+    assert struct.unpack_from("<I", data, len(data) - 4)[0] == zlib.crc32(data[:-4])
+    assert len(data) == HEADER + 8 * 3 + 8 * 6 + 4
+
+
+@pytest.mark.parametrize("vcpus", [1, 64, 4096])
+def test_size_is_about_eight_bytes_per_register_per_vcpu(vcpus: int) -> None:
+    n = 91
+    size = blob_size(n, vcpus)
+    assert size == 28 + 8 * n + 8 * n * vcpus
+    per_vcpu = size / vcpus
+    assert 8 * n <= per_vcpu <= 8 * n + (28 + 8 * n) / vcpus
+
+
+def test_a_simulated_vm_blob_has_the_expected_size() -> None:
+    vm = SimVm(4)
+    data = save_vm(vm.vcpus).to_bytes()
+    assert len(data) == 28 + 8 * 91 * 5
+
+
+# -- corruption --------------------------------------------------------------------------
+
+
+def test_every_byte_flip_is_detected() -> None:
+    data = small_blob().to_bytes()
+    for pos in range(len(data)):
+        for mask in (0x01, 0x80, 0xFF):
+            bad = bytearray(data)
+            bad[pos] ^= mask
+            with pytest.raises(BlobError):
+                Blob.from_bytes(bytes(bad))
+
+
+def test_a_flipped_value_byte_is_a_crc_error() -> None:
+    bad = bytearray(small_blob().to_bytes())
+    bad[HEADER + 30] ^= 0x10
+    with pytest.raises(BlobError, match="CRC32"):
+        Blob.from_bytes(bytes(bad))
+
+
+def test_truncation_at_every_length_is_detected() -> None:
+    data = small_blob().to_bytes()
+    for length in range(len(data)):
+        with pytest.raises(BlobError, match="truncated"):
+            Blob.from_bytes(data[:length])
+
+
+def test_trailing_bytes_are_refused() -> None:
+    with pytest.raises(BlobError, match="trailing bytes"):
+        Blob.from_bytes(small_blob().to_bytes() + b"\0")
+
+
+def test_wrong_magic() -> None:
+    data = b"NOTSDEI!" + small_blob().to_bytes()[8:]
+    with pytest.raises(BlobError, match="magic"):
+        Blob.from_bytes(data)
+
+
+def test_wrong_format_version() -> None:
+    with pytest.raises(BlobError, match="format version 2"):
+        Blob.from_bytes(rebuild(small_blob().to_bytes(), format_version=2))
+
+
+def test_wrong_abi_version() -> None:
+    with pytest.raises(BlobError, match="ABI version 7"):
+        Blob.from_bytes(rebuild(small_blob().to_bytes(), abi_version=7))
+    with pytest.raises(BlobError, match="ABI version 2"):
+        Blob(small_blob().reg_ids, small_blob().rows, abi_version=2)
+
+
+def test_reserved_field_must_be_zero() -> None:
+    with pytest.raises(BlobError, match="reserved"):
+        Blob.from_bytes(rebuild(small_blob().to_bytes(), reserved=1))
+
+
+@pytest.mark.parametrize("fields", [{"nr_regs": 2}, {"nr_regs": 4}, {"nr_vcpus": 1},
+                                    {"nr_vcpus": 3}, {"nr_regs": 0xFFFF_FFFF}])
+def test_counts_inconsistent_with_the_length_are_refused(fields: dict[str, int]) -> None:
+    with pytest.raises(BlobError, match="declares"):
+        Blob.from_bytes(rebuild(small_blob().to_bytes(), **fields))
+
+
+def test_construct_declaration_refuses_damage_too() -> None:
+    data = small_blob().to_bytes()
+    for bad in (data[:-1], data + b"\0", rebuild(data, reserved=1),
+                b"X" + data[1:], data[:-4] + b"\0\0\0\0"):
+        with pytest.raises(BlobError, match="declaration"):
+            Blob.parse_with_construct(bad)
+
+
+# -- inconsistent content ----------------------------------------------------------------
+
+
+def test_row_of_the_wrong_length_is_refused() -> None:
+    with pytest.raises(BlobError, match="vCPU 1 has 2 values for a table of 3 registers"):
+        Blob(small_blob().reg_ids, ((1, 2, 3), (1, 2)))
+
+
+def test_duplicate_register_is_refused() -> None:
+    rid = reg_id(3, 0x140000)
+    with pytest.raises(BlobError, match="appears twice"):
+        Blob((rid, rid), ((1, 2),))
+
+
+def test_duplicate_register_in_a_binary_blob_is_refused() -> None:
+    blob = small_blob()
+    data = bytearray(blob.to_bytes())
+    data[HEADER + 8:HEADER + 16] = data[HEADER:HEADER + 8]  # id #1 := id #0
+    body = bytes(data[:-4])
+    with pytest.raises(BlobError, match=r"PSCI_VERSION .* appears twice"):
+        Blob.from_bytes(body + struct.pack("<I", zlib.crc32(body)))
+
+
+def test_wide_registers_are_refused() -> None:
+    with pytest.raises(BlobError, match="16 bytes wide"):
+        Blob((reg_id(4, 0x100054),), ((0,),))
+
+
+def test_value_wider_than_its_register_is_refused() -> None:
+    with pytest.raises(BlobError, match="does not fit its 4-byte register"):
+        Blob((reg_id(2, 0x1000D4),), ((1 << 32,),))
+
+
+@pytest.mark.parametrize("value", [-1, 1 << 64, True, "1", None])
+def test_values_outside_u64_are_refused(value: object) -> None:
+    with pytest.raises(BlobError, match="not an unsigned 64-bit value"):
+        Blob((reg_id(3, 1),), ((value,),))  # type: ignore[arg-type]
+
+
+def test_empty_blobs_are_refused() -> None:
+    with pytest.raises(BlobError, match="no vCPU"):
+        Blob((reg_id(3, 1),), ())
+    with pytest.raises(BlobError, match="empty"):
+        Blob((), ((),))
+    with pytest.raises(BlobError, match="no vCPU"):
+        Blob.from_vcpus([])
+
+
+def test_vcpus_with_different_tables_do_not_make_a_blob() -> None:
+    a = VcpuRegisters((reg_id(3, 1), reg_id(3, 2)), (0, 0))
+    b = VcpuRegisters((reg_id(3, 2), reg_id(3, 1)), (0, 0))
+    c = VcpuRegisters((reg_id(3, 1), reg_id(3, 3)), (0, 0))
+    with pytest.raises(BlobError, match="another order"):
+        Blob.from_vcpus([a, b])
+    with pytest.raises(BlobError, match="vCPU 1 differs in 2 register"):
+        Blob.from_vcpus([a, c])
+
+
+def test_blob_is_frozen() -> None:
+    blob = small_blob()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        blob.rows = ()  # type: ignore[misc]
+
+
+# -- JSON --------------------------------------------------------------------------------
+
+
+def test_json_shape() -> None:
+    obj = json.loads(small_blob().to_json())
+    assert obj == {"format": "sdei-state/blob/1", "abi_version": 1,
+                   "registers": ["0x6030000000140000", "0x6030000000100002",
+                                 "0x6020000000110001"],
+                   "vcpus": [[1, 2, 3], [U64, 0, 0xFFFF_FFFF]]}
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"extra": 1}, "unknown key 'extra'"),
+    ({"format": "sdei-state/blob/2"}, "format 'sdei-state/blob/2'"),
+    ({"abi_version": 3}, "ABI version 3"),
+    ({"abi_version": "1"}, "not an integer"),
+    ({"registers": ["0x6030000000140000", "PSCI", "0x6020000000110001"]}, r"registers\[1\]"),
+    ({"registers": "0x1"}, "not a list"),
+    ({"vcpus": [[1, 2, 3], [1, 2]]}, "vCPU 1 has 2 values"),
+    ({"vcpus": [[1, 2, 3], [1, 2, -3]]}, "not an unsigned 64-bit value"),
+    ({"vcpus": [[1, 2, 3], [1, 2, 1.5]]}, "not an unsigned 64-bit value"),
+    ({"vcpus": [1, 2, 3]}, "list of lists"),
+    ({"vcpus": []}, "no vCPU"),
+])
+def test_bad_json_blobs_are_refused(change: dict[str, object], message: str) -> None:
+    obj = json.loads(small_blob().to_json()) | change
+    with pytest.raises(BlobError, match=message):
+        Blob.from_json(json.dumps(obj))
+
+
+def test_json_missing_key_and_bad_text() -> None:
+    obj = json.loads(small_blob().to_json())
+    del obj["vcpus"]
+    with pytest.raises(BlobError, match="lacks key 'vcpus'"):
+        Blob.from_json_obj(obj)
+    with pytest.raises(BlobError, match="not valid JSON"):
+        Blob.from_json("{")
+    with pytest.raises(BlobError, match="is an object"):
+        Blob.from_json("[]")
+
+
+# -- VcpuRegisters -----------------------------------------------------------------------
+
+
+def test_vcpu_registers_is_an_ordered_mapping() -> None:
+    regs = VcpuRegisters.from_pairs([(reg_id(3, 9), 90), (reg_id(3, 1), 10)])
+    assert list(regs) == [reg_id(3, 9), reg_id(3, 1)]
+    assert regs[reg_id(3, 1)] == 10 and reg_id(3, 9) in regs and reg_id(3, 2) not in regs
+    assert dict(regs.items()) == regs.as_dict() == {reg_id(3, 9): 90, reg_id(3, 1): 10}
+    assert list(regs.values()) == [90, 10]
+    with pytest.raises(KeyError):
+        regs[reg_id(3, 2)]
+    assert small_blob().vcpu(1) == VcpuRegisters(small_blob().reg_ids, (U64, 0, 0xFFFF_FFFF))
+    with pytest.raises(IndexError):
+        small_blob().vcpu(2)
+
+
+# -- documentation -----------------------------------------------------------------------
+
+
+def test_docs_carry_the_generated_format_table() -> None:
+    assert format_table() in DOC.read_text()
+
+
+def test_construct_declaration_refuses_a_wrong_format_version() -> None:
+    with pytest.raises(BlobError, match="declaration"):
+        Blob.parse_with_construct(rebuild(small_blob().to_bytes(), format_version=2))

@@ -1,0 +1,279 @@
+"""Preflight: the migration rules of DESIGN section 4 against described and real (simulated)
+destinations. Expected levels, versions and bits are written out from the upstream rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from sdei_state.migration import (
+    Blob,
+    Destination,
+    PreflightReport,
+    droppable_value,
+    infer_host,
+    preflight,
+    restore_vm,
+    save_vm,
+)
+from sdei_state.regs import firmware
+from sdei_state.regs.firmware import HostFirmware, PsciVersion
+from sdei_state.regs.sdei import SDEI_REG_IDS
+from sdei_state.vcpu.sim import SimVm
+
+PSCI, WA1, WA2, WA3 = (0x6030_0000_0014_0000 + n for n in range(4))
+STD, STD_HYP, VENDOR, VENDOR_2 = (0x6030_0000_0016_0000 + n for n in range(4))
+SDEI_VCPU_STATE = 0x6030_0000_0014_0100
+EP_ADDR_0 = 0x6030_0000_0014_0120
+PC = 0x6030_0000_0010_0040
+VBAR = 0x6030_0000_0013_C600
+
+
+def host(name: str = "test", *, psci: PsciVersion = PsciVersion.V1_1,
+         wa: tuple[int, int, int] | None = (2, 0, 0),
+         bitmaps: dict[int, int] | None = None) -> HostFirmware:
+    bm = {STD: 0x3, STD_HYP: 0x1, VENDOR: 0x3} if bitmaps is None else bitmaps
+    levels = () if wa is None else tuple(zip((WA1, WA2, WA3), wa, strict=True))
+    return HostFirmware(name, psci, levels, tuple(bm.items()))
+
+
+def blob_of(values: dict[int, int], vcpus: int = 1) -> Blob:
+    ids = tuple(values)
+    return Blob(ids, tuple(tuple(values.values()) for _ in range(vcpus)))
+
+
+def dest(h: HostFirmware, extra: tuple[int, ...] = (), **kw: object) -> Destination:
+    return Destination(frozenset((PC, *h.reg_ids, *extra)), h, **kw)  # type: ignore[arg-type]
+
+
+def problems(report: PreflightReport) -> list[tuple[int | None, int | None]]:
+    return [(p.vcpu, p.reg_id) for p in report.problems]
+
+
+# -- verdicts on simulated VMs -----------------------------------------------------------
+
+
+def test_same_host_is_ok() -> None:
+    src = SimVm(2)
+    src.vcpus[0].call("EVENT_REGISTER", [0, 0x1000, 0, 0, 0])
+    report = preflight(save_vm(src.vcpus), SimVm(2).vcpus)
+    assert report.ok and report.verdict == "ok"
+    assert report.problems == () and report.dropped == () and report.added == ()
+    assert report.as_json() == {"verdict": "ok", "problems": [], "dropped": [], "added": []}
+
+
+def test_sdei_state_cannot_go_to_a_stock_kernel() -> None:
+    src = SimVm(1)
+    src.vcpus[0].set_reg(PSCI, 0x10001)
+    src.vcpus[0].call("EVENT_REGISTER", [0, 0x1000, 0, 0, 0])
+    report = preflight(save_vm(src.vcpus), SimVm(1, host=firmware.HOST_LINUX_6_12).vcpus)
+    assert report.verdict == "refused"
+    assert (None, STD) in problems(report)  # bit 1 (SDEI) unknown there
+    assert (0, 0x6030_0000_0014_0110) in problems(report)  # EVENT_STATE(0) = REGISTERED
+    assert (0, EP_ADDR_0) in problems(report)
+    text = str(report)
+    assert "SDEI_EVENT_EP_ADDR(0) (0x6030000000140120)" in text
+    assert "reset value 0x0, saved 0x1000" in text
+
+
+def test_idle_sdei_with_the_gate_off_drops_to_a_stock_kernel() -> None:
+    src = SimVm(1)
+    src.vcpus[0].set_reg(STD, 0x1)  # the VMM turned SDEI off before the guest ran
+    src.vcpus[0].call("VERSION")  # NOT_SUPPORTED, and the VM has run
+    blob = save_vm(src.vcpus)
+    dst = SimVm(1, host=firmware.HOST_LINUX_6_12)
+    report = preflight(blob, dst.vcpus)
+    assert report.ok, str(report)
+    assert report.dropped == SDEI_REG_IDS
+    assert "dropped (destination lacks them, saved at reset value): 47" in str(report)
+    restore_vm(dst.vcpus, blob)
+    assert dst.vcpus[0].get_reg(STD) == 0x1
+
+
+def test_a_stock_source_goes_to_an_sdei_host_with_reset_sdei_state() -> None:
+    src = SimVm(1, host=firmware.HOST_LINUX_6_12)
+    blob = save_vm(src.vcpus)
+    dst = SimVm(1)
+    report = preflight(blob, dst.vcpus)
+    assert report.ok and report.added == SDEI_REG_IDS
+    dst.vcpus[0].set_reg(SDEI_VCPU_STATE, 0)
+    restore_vm(dst.vcpus, blob)
+    assert dst.vcpus[0].get_reg(STD) == 0x1  # SDEI off, as on the source
+    assert dst.vcpus[0].get_reg(SDEI_VCPU_STATE) == 0  # not in the blob: left as it was
+
+
+# -- missing registers -------------------------------------------------------------------
+
+
+def test_droppable_values() -> None:
+    assert droppable_value(SDEI_VCPU_STATE) == 1
+    assert all(droppable_value(r) == (1 if r == SDEI_VCPU_STATE else 0) for r in SDEI_REG_IDS)
+    assert droppable_value(VENDOR_2) == 0
+    assert droppable_value(WA1) == droppable_value(WA2) == droppable_value(WA3) == 0
+    for never in (PSCI, STD, STD_HYP, VENDOR, PC, VBAR, 0x6030_0000_0014_0004):
+        assert droppable_value(never) is None
+
+
+@pytest.mark.parametrize(("value", "ok"), [(0, True), (1, False), (2, False)])
+def test_vendor_hyp_bmap_2_backward_migration(value: int, ok: bool) -> None:
+    h612 = host(bitmaps={STD: 0x1, STD_HYP: 0x1, VENDOR: 0x3})
+    blob = blob_of({PC: 0, PSCI: 0x10001, WA1: 2, WA2: 0, WA3: 0, STD: 0x1, STD_HYP: 0x1,
+                    VENDOR: 0x3, VENDOR_2: value})
+    report = preflight(blob, dest(h612))
+    assert report.ok == ok
+    assert report.dropped == ((VENDOR_2,) if ok else ())
+    if not ok:
+        assert problems(report) == [(0, VENDOR_2)]
+
+
+def test_a_register_without_reset_value_is_never_dropped() -> None:
+    blob = blob_of({PC: 0, VBAR: 0, PSCI: 0x10001})
+    report = preflight(blob, dest(host()))
+    assert problems(report) == [(0, VBAR)]
+    assert "cannot be dropped" in str(report)
+
+
+def test_a_destination_without_workaround_3_needs_not_avail() -> None:
+    old = HostFirmware("old", PsciVersion.V1_0, ((WA1, 1), (WA2, 0)), ())
+    ok = preflight(blob_of({PC: 0, WA1: 1, WA3: 0}), dest(old))
+    assert ok.ok and ok.dropped == (WA3,)
+    bad = preflight(blob_of({PC: 0, WA1: 1, WA3: 1}), dest(old))
+    assert problems(bad) == [(0, WA3)]
+
+
+def test_drop_is_per_register_for_every_vcpu() -> None:
+    old = HostFirmware("old", PsciVersion.V1_0, ((WA1, 1), (WA2, 0)), ())
+    blob = Blob((PC, WA3), ((0, 0), (0, 1)))
+    report = preflight(blob, dest(old))
+    assert problems(report) == [(1, WA3)]
+    assert report.dropped == ()  # dropped for the whole VM or not at all
+    # VENDOR_HYP_BMAP_2 is VM-wide: differing rows are refused as such.
+    report = preflight(Blob((PC, VENDOR_2), ((0, 0), (0, 2))), dest(host()))
+    assert problems(report)[0] == (None, VENDOR_2)
+
+
+# -- workarounds -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("reg", "saved", "host_level", "ok"), [
+    (WA1, 0, 0, True), (WA1, 1, 1, True), (WA1, 1, 2, True), (WA1, 2, 1, False),
+    (WA1, 1, 0, False), (WA1, 3, 2, False), (WA1, 0x11, 2, False),
+    (WA3, 2, 1, False), (WA3, 1, 2, True), (WA3, 0, 0, True),
+    # WA2 narrows: NOT_AVAIL/UNKNOWN -> NOT_AVAIL (0), AVAIL/NOT_REQUIRED -> NOT_REQUIRED (3).
+    (WA2, 0, 0, True), (WA2, 1, 0, True), (WA2, 2, 0, False), (WA2, 3, 0, False),
+    (WA2, 2, 3, True), (WA2, 3, 3, True), (WA2, 0x12, 3, True), (WA2, 0x13, 3, False),
+    (WA2, 0x10, 3, False),
+])
+def test_workaround_levels_must_be_at_least_as_safe(
+    reg: int, saved: int, host_level: int, ok: bool
+) -> None:
+    levels = {WA1: 2, WA2: 3, WA3: 2} | {reg: host_level}
+    h = host(wa=(levels[WA1], levels[WA2], levels[WA3]))
+    report = preflight(blob_of({PC: 0, reg: saved}), dest(h))
+    assert report.ok == ok
+    if not ok:
+        assert problems(report) == [(0, reg)]
+
+
+def test_workaround_problem_explains() -> None:
+    report = preflight(blob_of({PC: 0, WA3: 2}), dest(host(wa=(2, 0, 1))))
+    assert "needs host level >= 2" in str(report) and "less safe" in str(report)
+
+
+# -- PSCI --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("saved", "psci_max", "psci_0_2", "ok"), [
+    (0x10001, PsciVersion.V1_1, True, True),
+    (0x10000, PsciVersion.V1_1, True, True),
+    (0x2, PsciVersion.V1_1, True, True),
+    (0x10003, PsciVersion.V1_1, True, False),
+    (0x10002, PsciVersion.V1_3, True, True),
+    (0x1, PsciVersion.V1_1, True, False),
+    (0x1, PsciVersion.V1_1, False, True),
+    (0x10001, PsciVersion.V1_1, False, False),
+    (0x10004, PsciVersion.V1_3, True, False),
+])
+def test_psci_version_must_be_accepted(
+    saved: int, psci_max: PsciVersion, psci_0_2: bool, ok: bool
+) -> None:
+    report = preflight(blob_of({PC: 0, PSCI: saved}), dest(host(psci=psci_max),
+                                                           psci_0_2=psci_0_2))
+    assert report.ok == ok
+    if not ok:
+        assert problems(report) == [(None, PSCI)]
+
+
+# -- bitmaps -----------------------------------------------------------------------------
+
+
+def test_unknown_bitmap_bits_are_refused() -> None:
+    h = host(bitmaps={STD: 0x1, STD_HYP: 0x1, VENDOR: 0x3})
+    report = preflight(blob_of({PC: 0, STD: 0x3, STD_HYP: 0x3, VENDOR: 0x3}), dest(h))
+    assert problems(report) == [(None, STD), (None, STD_HYP)]
+    assert "bits 0x2 of 0x3 are unknown" in str(report)
+
+
+def test_bitmap_change_after_the_destination_ran() -> None:
+    h = host()
+    blob = blob_of({PC: 0, STD: 0x1})
+    ran = dest(h, has_run=True, current=((STD, 0x3),))
+    assert problems(preflight(blob, ran)) == [(None, STD)]
+    same = dest(h, has_run=True, current=((STD, 0x1),))
+    assert preflight(blob, same).ok
+    assert preflight(blob, dest(h, current=((STD, 0x3),))).ok  # not yet run
+
+
+def test_vm_wide_registers_must_agree_across_vcpus() -> None:
+    blob = Blob((PC, STD, PSCI), ((0, 0x3, 0x10001), (0, 0x1, 0x10001)))
+    report = preflight(blob, dest(host()))
+    assert problems(report) == [(None, STD)]
+    assert "different values across vCPUs (0x1, 0x3)" in str(report)
+
+
+# -- the VM ------------------------------------------------------------------------------
+
+
+def test_vcpu_count_must_match() -> None:
+    report = preflight(save_vm(SimVm(2).vcpus), SimVm(1).vcpus)
+    assert problems(report) == [(None, None)]
+    assert "2 vCPU(s), the destination has 1" in str(report)
+    assert preflight(save_vm(SimVm(2).vcpus), dest(firmware.HOST_SDEI, (
+        *SimVm(1).reg_ids,))).ok  # a description without a count accepts any
+
+
+def test_unreadable_destination() -> None:
+    report = preflight(save_vm(SimVm(1).vcpus), SimVm(1, initialized=False).vcpus)
+    assert not report.ok and "cannot read the destination" in str(report)
+
+
+def test_the_sdei_block_is_validated_per_vcpu() -> None:
+    blob = save_vm(SimVm(2).vcpus)
+    rows = [list(r) for r in blob.rows]
+    rows[1][blob.reg_ids.index(EP_ADDR_0)] = 0x1000  # entry point of an unregistered event
+    bad = Blob(blob.reg_ids, tuple(tuple(r) for r in rows))
+    report = preflight(bad, SimVm(2).vcpus)
+    assert problems(report) == [(1, EP_ADDR_0)]
+    assert "vCPU 1: SDEI_EVENT_EP_ADDR(0) (0x6030000000140120)" in str(report)
+    assert report.as_json()["problems"][0]["name"] == "SDEI_EVENT_EP_ADDR(0)"
+
+
+# -- describing a destination ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("preset", sorted(firmware.PRESETS))
+def test_infer_host_from_a_fresh_vcpu(preset: str) -> None:
+    h = firmware.PRESETS[preset]
+    inferred = infer_host(SimVm(1, host=h).vcpus[0])
+    assert (inferred.psci_max, inferred.wa_levels, inferred.bitmaps) == (
+        h.psci_max, h.wa_levels, h.bitmaps)
+
+
+def test_destination_of_vcpus_reads_without_writing() -> None:
+    vm = SimVm(3)
+    vm.vcpus[0].call("VERSION")
+    d = Destination.of_vcpus(vm.vcpus)
+    assert d.reg_ids == frozenset(vm.reg_ids) and d.host is firmware.HOST_SDEI
+    assert d.nr_vcpus == 3 and d.has_run and d.psci_0_2
+    assert dict(d.current) == {PSCI: 0x10001, STD: 0x3, STD_HYP: 0x1, VENDOR: 0x3}
+    with pytest.raises(ValueError, match="no vCPU"):
+        Destination.of_vcpus([])
