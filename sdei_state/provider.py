@@ -77,6 +77,7 @@ class SdeiProvider:
         self._vcpus: list[ProviderVcpu | None] = [None] * nr_vcpus
         self._threads: list[int | None] = [None] * nr_vcpus
         self._in_run = [False] * nr_vcpus
+        self._unfinished = [False] * nr_vcpus  # last exit was MMIO: KVM completes it on entry
         self._kick_hook = kick
         self.kicks = 0
         """How many times a vCPU was kicked out of (or kept from entering) KVM_RUN."""
@@ -138,12 +139,37 @@ class SdeiProvider:
         cpu = self.vcpu(index).kernel.cpu
         return self.machine.call(index, exit_.nr, cpu.read(_ARGS), cpu)
 
+    def complete_exit(self, index: int) -> None:
+        """Let KVM finish the instruction of the last MMIO exit without entering the guest.
+
+        After ``KVM_EXIT_MMIO``, PC still points at the load/store; KVM completes it (writes a
+        load's register, adds 4 to PC) at the next ``KVM_RUN``. Rewriting PC before that would
+        make the handler start one instruction late, and a saved PC would replay the access.
+        So before a dispatch, and before saving a stopped vCPU, run once with
+        ``immediate_exit = 1``: KVM completes the access and returns EINTR at once."""
+        if not self._unfinished[index]:
+            return
+        kernel = self.vcpu(index).kernel
+        kernel.kvm_run.immediate_exit = 1
+        try:
+            kernel.run()
+        except KvmError as e:
+            if e.errno != errno.EINTR:
+                raise
+        finally:
+            kernel.kvm_run.immediate_exit = 0
+        self._unfinished[index] = False
+
     def run(self, index: int) -> Any:
         """Run vCPU ``index`` until an exit that is not SDEI's: dispatch before each entry,
-        serve SDEI calls, and re-enter after a kick. Returns the VMM's exit."""
+        serve SDEI calls, and re-enter after a kick. Returns the VMM's exit (answer an MMIO
+        read with the vCPU's ``set_mmio_data`` before calling ``run`` again)."""
+        from .kvm.exits import MmioExit
+
         pv = self.vcpu(index)
         self._threads[index] = threading.get_ident()
         while True:
+            self.complete_exit(index)
             run = pv.kernel.kvm_run
             run.immediate_exit = 0
             self.before_run(index)  # after clearing: a pending edge set later kicks again
@@ -157,6 +183,7 @@ class SdeiProvider:
             finally:
                 self._in_run[index] = False
             if self.handle_exit(index, exit_) is None:
+                self._unfinished[index] = isinstance(exit_, MmioExit)
                 return exit_
 
     # -- signals and injection ------------------------------------------------------------

@@ -37,6 +37,7 @@ class ScriptedKernelVcpu:
         self.kvm_run = SimpleNamespace(immediate_exit=0)
         self.script: deque[tuple[int, tuple[int, ...]] | str] = deque()
         self.entries: list[int] = []  # PC at each KVM_RUN entry
+        self.mmio_unfinished = False
 
     @property
     def cpu(self) -> MemoryCpu:
@@ -58,11 +59,15 @@ class ScriptedKernelVcpu:
         self.sim.set_regs(list(items))
 
     def run(self) -> object:
+        if self.mmio_unfinished:  # KVM completes the access first: PC moves past the store
+            self.sim.cpu[CpuReg.PC] += 4
+            self.mmio_unfinished = False
         self.entries.append(self.sim.cpu[CpuReg.PC])
         if self.kvm_run.immediate_exit:
             raise KvmError(errno.EINTR, "KVM_RUN")
         step = self.script.popleft()
         if step == "mmio":
+            self.mmio_unfinished = True
             return MmioExit(int(ExitReason.MMIO), 0x1000_0000, b"\0" * 8, True)
         fid, args = step
         # The guest loaded x0..x5 and executed HVC; KVM exits with PC past it.
@@ -118,7 +123,9 @@ def test_calls_dispatch_and_complete_through_exits() -> None:
     assert _call(p, k[0], 0, Function.EVENT_ENABLE, 0) == Ret.SUCCESS
     assert _call(p, k[0], 0, Function.PE_UNMASK) == Ret.SUCCESS
     k[0].cpu.write({CpuReg.X4: 0x44, CpuReg.X17: 0x1717})
-    interrupted_pc = k[0].cpu[CpuReg.PC]
+    # Stopped at a doorbell store (MMIO exit): the handler must interrupt the instruction
+    # after it, not replay the store or start late.
+    interrupted_pc = k[0].cpu[CpuReg.PC] + 4
     # vCPU 1 signals vCPU 0 (MPIDR with RES1 bit 31): pending there, kicked before entry.
     assert _call(p, k[1], 1, Function.EVENT_SIGNAL, 0, 1 << 31) == Ret.SUCCESS
     # The next entry of vCPU 0 enters the handler; the guest there calls COMPLETE.
@@ -126,7 +133,7 @@ def test_calls_dispatch_and_complete_through_exits() -> None:
     k[0].script.append("mmio")
     k[0].kvm_run.immediate_exit = 0
     p.run(0)
-    assert k[0].entries[-2] == EP  # entered the handler
+    assert k[0].entries[-3:-1] == [interrupted_pc, EP]  # store completed, then the handler
     assert k[0].entries[-1] == interrupted_pc  # COMPLETE went back to the interrupted PC
     assert k[0].cpu[CpuReg.X4] == 0x44 and k[0].cpu[CpuReg.X17] == 0x1717
     assert p.machine.state(0).event(SW_SIGNALED).status == 0b011
@@ -194,6 +201,7 @@ def test_migration_between_provider_vms_mid_handler() -> None:
     for fn, a in ((Function.EVENT_REGISTER, (0, EP, 5, 0, 0)), (Function.EVENT_ENABLE, (0,)),
                   (Function.PE_UNMASK, ())):
         _call(p, k[0], 0, fn, *a)
+    p.complete_exit(0)  # finish the doorbell store before stopping
     k[0].cpu.write({CpuReg.X5: 0x55, CpuReg.PC: 0x4000_0800})
     assert p.inject(0, 0)
     assert p.before_run(0) is SW_SIGNALED
