@@ -126,6 +126,15 @@ def _add_register_commands(sub: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["lab"]:  # the lab has its own parser (options before its subcommand too)
+        from .lab import main as lab_main
+
+        try:
+            return lab_main(argv[1:])
+        except SdeiStateError as e:
+            print(f"sdei-state: {e}", file=sys.stderr)
+            return EXIT_USAGE
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func

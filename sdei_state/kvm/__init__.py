@@ -1,0 +1,53 @@
+"""The kernel boundary: cffi bindings for ``/dev/kvm``, VM and vCPU fds.
+
+One module per fd kind, in the style of rust-vmm's kvm-ioctls: ``system.Kvm``, ``vm.Vm``,
+``vcpu.Vcpu``; ioctl numbers in ``ioctls``, capabilities in ``caps``, typed ``KVM_RUN`` exits in
+``exits``, the cffi loading in ``ffi``. Each wrapper builds the struct, makes the ioctl and turns
+a failure into ``KvmError`` (or ``RegError`` for a register). No policy lives here.
+"""
+
+from __future__ import annotations
+
+from .arm64 import SmcccFilterAction, VcpuFeature
+from .caps import Cap
+from .cpu import KvmCpu
+from .exits import (
+    ArmNisvExit,
+    Exit,
+    ExitReason,
+    FailEntryExit,
+    HypercallExit,
+    InternalErrorExit,
+    MmioExit,
+    OtherExit,
+    SystemEventExit,
+)
+from .ffi import Backend, BackendError, backend
+from .system import Kvm
+from .vcpu import RegBatch, Vcpu
+from .vm import GuestMemory, VcpuInit, Vm
+
+__all__ = [
+    "ArmNisvExit",
+    "Backend",
+    "BackendError",
+    "Cap",
+    "Exit",
+    "ExitReason",
+    "FailEntryExit",
+    "GuestMemory",
+    "HypercallExit",
+    "InternalErrorExit",
+    "Kvm",
+    "KvmCpu",
+    "MmioExit",
+    "OtherExit",
+    "RegBatch",
+    "SmcccFilterAction",
+    "SystemEventExit",
+    "Vcpu",
+    "VcpuFeature",
+    "VcpuInit",
+    "Vm",
+    "backend",
+]

@@ -1,0 +1,80 @@
+"""The file-descriptor owner the three KVM objects share: close-on-exec, idempotent
+``close()``, context manager, and parents that close their children first."""
+
+from __future__ import annotations
+
+import errno
+import os
+from types import TracebackType
+from typing import Any
+
+from ..errors import KvmError
+
+
+def check(r: int, what: str) -> int:
+    """An ioctl result from ``Backend.ioctl``: the value, or KvmError(errno, what)."""
+    if r < 0:
+        raise KvmError(-r, what)
+    return r
+
+
+class FdObject:
+    """Owns one KVM file descriptor and the objects created from it."""
+
+    def __init__(self, fd: int, what: str, parent: FdObject | None = None) -> None:
+        # KVM creates its VM and vCPU fds O_CLOEXEC; make sure whatever the kernel did.
+        os.set_inheritable(fd, False)
+        self._fd = fd
+        self._what = what
+        self._parent = parent
+        self._children: dict[int, FdObject] = {}
+        if parent is not None:
+            parent._children[id(self)] = self
+
+    @property
+    def fd(self) -> int:
+        """The file descriptor; KvmError(EBADF) after ``close()``."""
+        if self._fd < 0:
+            raise KvmError(errno.EBADF, f"{self._what}: used after close()")
+        return self._fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
+
+    def close(self) -> None:
+        """Close the objects created from this one, then this fd. Safe to call twice."""
+        if self._fd < 0:
+            return
+        for child in list(self._children.values()):
+            child.close()
+        self._release()
+        fd, self._fd = self._fd, -1
+        if self._parent is not None:
+            self._parent._children.pop(id(self), None)
+        os.close(fd)
+
+    def __del__(self) -> None:
+        # A safety net only: close() (or a with block) is the deterministic way. No
+        # contextlib here: module globals may already be gone at interpreter exit.
+        try:  # noqa: SIM105
+            self.close()
+        except Exception:
+            pass
+
+    def _release(self) -> None:
+        """Free what this object holds besides its fd (mappings); called once, before close."""
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._fd < 0 else f"fd={self._fd}"
+        return f"<{type(self).__name__} {state}>"

@@ -1,0 +1,118 @@
+"""``KvmCpu``: the ``sdei_state.cpu.CpuRegs`` interface over ONE_REG ids, batched.
+
+Mapping (arm64 ids, ``sdei_state.kvm.arm64``):
+
+=========== =============================================================================
+CpuReg      KVM register
+=========== =============================================================================
+X0..X30     core ``regs.regs[n]``
+PC, PSTATE  core ``regs.pc``, ``regs.pstate``
+ELR_EL1     core ``elr_el1``
+SPSR_EL1    core ``spsr[KVM_SPSR_EL1]``
+VBAR_EL1    ``ARM64_SYS_REG(3, 0, 12, 0, 0)``
+SP          the *current* stack pointer, chosen by PSTATE as the CPU does (see below)
+=========== =============================================================================
+
+KVM has no "current SP" register: core ``regs.sp`` is SP_EL0 and core ``sp_el1`` is SP_EL1.
+``SP`` here is the one the interrupted code was using, as DESIGN's ``cpu.sp`` means: SP_EL1 in
+EL1h; SP_EL0 in EL0t and EL1t; for AArch32 modes the banked R13 of that mode as AArch64 sees it
+(x13 for User/System, x17 IRQ, x19 SVC, x21 Abort, x23 Undef, x29 FIQ, x15 Hyp). A read
+fetches PSTATE in the same batch; a write uses the PSTATE written with it, else the current one
+(one extra GET). EL2h/EL3h have no core-register SP, so SP is refused there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+from ..cpu import CpuReg
+from ..vcpu.transport import RegTransport
+from .arm64 import (
+    REG_ELR_EL1,
+    REG_PC,
+    REG_PSTATE,
+    REG_SP_EL0,
+    REG_SP_EL1,
+    REG_SPSR_EL1,
+    REG_VBAR_EL1,
+    REG_X,
+)
+
+_U64_MAX: Final = (1 << 64) - 1
+
+REG_IDS: Final[Mapping[CpuReg, int]] = {
+    **{CpuReg(n): REG_X[n] for n in range(31)},
+    CpuReg.PC: REG_PC,
+    CpuReg.PSTATE: REG_PSTATE,
+    CpuReg.ELR_EL1: REG_ELR_EL1,
+    CpuReg.SPSR_EL1: REG_SPSR_EL1,
+    CpuReg.VBAR_EL1: REG_VBAR_EL1,
+}
+"""Every CpuReg except SP, whose register depends on PSTATE (``sp_reg_id``)."""
+
+# PSTATE.M[4:0] -> the register holding that mode's stack pointer.
+SP_BY_MODE: Final[Mapping[int, int]] = {
+    0b00000: REG_SP_EL0,  # EL0t
+    0b00100: REG_SP_EL0,  # EL1t
+    0b00101: REG_SP_EL1,  # EL1h
+    0b01000: REG_SP_EL0,  # EL2t
+    0b10000: REG_X[13],  # AArch32 User
+    0b11111: REG_X[13],  # AArch32 System
+    0b10001: REG_X[29],  # AArch32 FIQ
+    0b10010: REG_X[17],  # AArch32 IRQ
+    0b10011: REG_X[19],  # AArch32 Supervisor
+    0b10111: REG_X[21],  # AArch32 Abort
+    0b11011: REG_X[23],  # AArch32 Undefined
+    0b11010: REG_X[15],  # AArch32 Hyp
+}
+
+
+def sp_reg_id(pstate: int) -> int:
+    """The KVM register id of the current SP for ``pstate``; ValueError if it has none."""
+    try:
+        return SP_BY_MODE[pstate & 0x1F]
+    except KeyError:
+        raise ValueError(f"PSTATE {pstate:#x}: mode M[4:0]={pstate & 0x1F:#07b} has no "
+                         "stack pointer among the KVM core registers") from None
+
+
+class KvmCpu:
+    """``CpuRegs`` over any ``RegTransport`` (normally a ``Vcpu``): each ``read``/``write`` is
+    one batched transport call (plus one PSTATE read for an SP write without PSTATE)."""
+
+    __slots__ = ("transport",)
+
+    def __init__(self, transport: RegTransport) -> None:
+        self.transport = transport
+
+    def read(self, regs: Sequence[CpuReg]) -> tuple[int, ...]:
+        regs = [CpuReg(r) for r in regs]
+        if CpuReg.SP not in regs:
+            return tuple(self.transport.get_regs([REG_IDS[r] for r in regs]))
+        ids = [REG_IDS[r] for r in regs if r != CpuReg.SP]
+        head = self.transport.get_regs([REG_PSTATE, REG_SP_EL0, REG_SP_EL1, *ids])
+        pstate = head[0]
+        sp_id = sp_reg_id(pstate)
+        sp = {REG_SP_EL0: head[1], REG_SP_EL1: head[2]}.get(sp_id)
+        if sp is None:  # AArch32: the banked SP lives in an x register
+            sp = self.transport.get_regs([sp_id])[0]
+        rest = iter(head[3:])
+        return tuple(sp if r == CpuReg.SP else next(rest) for r in regs)
+
+    def write(self, values: Mapping[CpuReg, int]) -> None:
+        for reg, v in values.items():
+            if not isinstance(v, int) or not 0 <= v <= _U64_MAX:
+                raise ValueError(f"{CpuReg(reg).key} = {v!r} is not an unsigned 64-bit value")
+        items = [(REG_IDS[CpuReg(r)], v) for r, v in values.items() if r != CpuReg.SP]
+        if CpuReg.SP in values:
+            pstate = values.get(CpuReg.PSTATE)
+            if pstate is None:
+                pstate = self.transport.get_regs([REG_PSTATE])[0]
+            sp_id = sp_reg_id(pstate)
+            clash = dict(items).get(sp_id)
+            if clash is not None and clash != values[CpuReg.SP]:
+                raise ValueError(f"sp and the register it maps to in mode {pstate & 0x1F:#x} "
+                                 "were given different values")
+            items.append((sp_id, values[CpuReg.SP]))
+        self.transport.set_regs(items)

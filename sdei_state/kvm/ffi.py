@@ -1,0 +1,233 @@
+"""Loading the cffi bindings: compiled (API) mode when available, ABI mode otherwise.
+
+Both modes read the same declarations (``cdefs/kvm.h``) and present one interface,
+``Backend``, to the rest of ``sdei_state.kvm``:
+
+- ``api``: the compiled module ``_sdei_state_kvm`` (built by ``setup.py`` at install when a C
+  compiler is present, or on demand into ``~/.cache/sdei-state/cffi/`` when ``api`` is asked
+  for explicitly). It adds two small C helpers: an ioctl that returns ``-errno``, and a loop
+  that issues many ONE_REG ioctls in one call into C.
+- ``abi``: libc's ``ioctl``/``mmap`` through ``ffi.dlopen(None)``; needs no compiler (the arm64
+  lab guest has none). Batches are a Python loop.
+
+``SDEI_STATE_CFFI=abi|api`` forces a mode; unset (or ``auto``) means the installed compiled
+module if there is one, else ABI. ``backend(mode)`` returns a per-process cached instance, so
+tests can use both in one process.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from ..errors import SdeiStateError
+from . import _build
+
+Mode = Literal["abi", "api"]
+ENV_VAR: Final = "SDEI_STATE_CFFI"
+MODES: Final = ("abi", "api")
+
+
+class BackendError(SdeiStateError, RuntimeError):
+    """The requested cffi mode cannot be loaded; the message says why."""
+
+
+@dataclass(frozen=True, eq=False)
+class Backend:
+    """One loaded set of bindings.
+
+    ``ioctl(fd, request, ptr)`` returns the ioctl's result or ``-errno``; ``ptr`` is a cdata
+    pointer. ``one_reg_batch(fd, request, regs, n)`` issues ``request`` on ``&regs[i]`` for
+    i < n in order and returns ``(done, errno)``, errno 0 when all succeeded.
+    """
+
+    mode: Mode
+    ffi: Any
+    lib: Any
+    ioctl: Callable[[int, int, Any], int]
+    one_reg_batch: Callable[[int, int, Any, int], tuple[int, int]]
+    origin: str
+
+    def ioctl_val(self, fd: int, request: int, value: int) -> int:
+        """An ioctl whose argument is an integer (KVM_CREATE_VCPU, KVM_CHECK_EXTENSION ...)."""
+        return self.ioctl(fd, request, self.ffi.cast("void *", value))
+
+    def mmap_shared(self, fd: int, length: int) -> Any:
+        """``mmap(NULL, length, RW, MAP_SHARED, fd, 0)`` as ``char *``; raises OSError."""
+        return self._mmap(length, _MAP_SHARED, fd)
+
+    def mmap_anonymous(self, length: int) -> Any:
+        """Private anonymous read/write memory (guest RAM); raises OSError."""
+        return self._mmap(length, _MAP_PRIVATE | _MAP_ANONYMOUS, -1)
+
+    def munmap(self, ptr: Any, length: int) -> None:
+        if self.lib.munmap(ptr, length) != 0:
+            err = self.ffi.errno
+            raise OSError(err, f"munmap: {os.strerror(err)}")
+
+    def _mmap(self, length: int, flags: int, fd: int) -> Any:
+        ffi = self.ffi
+        p = self.lib.mmap(ffi.NULL, length, _PROT_READ | _PROT_WRITE, flags, fd, 0)
+        if p == ffi.cast("void *", -1):  # MAP_FAILED
+            err = ffi.errno
+            raise OSError(err, f"mmap: {os.strerror(err)}")
+        return ffi.cast("char *", p)
+
+
+# <sys/mman.h> values; identical on x86_64 and arm64 (asm-generic/mman-common.h).
+_PROT_READ, _PROT_WRITE = 0x1, 0x2
+_MAP_SHARED, _MAP_PRIVATE, _MAP_ANONYMOUS = 0x01, 0x02, 0x20
+
+_cache: dict[str, Backend] = {}
+
+
+def requested_mode() -> Mode | None:
+    """The mode ``SDEI_STATE_CFFI`` forces, or None for automatic choice."""
+    v = os.environ.get(ENV_VAR, "").strip().lower()
+    if v in ("", "auto"):
+        return None
+    if v not in MODES:
+        raise BackendError(f"{ENV_VAR}={v!r}: expected 'abi', 'api' or 'auto'")
+    return v  # type: ignore[return-value]
+
+
+def backend(mode: Mode | None = None) -> Backend:
+    """The bindings in ``mode`` (default: ``SDEI_STATE_CFFI``, else automatic)."""
+    if mode is None:
+        mode = requested_mode()
+    if mode is None:
+        key = "auto"
+        if key not in _cache:
+            mod = _installed_module()
+            _cache[key] = _api(mod, "installed module") if mod is not None else _abi()
+        return _cache[key]
+    if mode not in MODES:
+        raise BackendError(f"cffi mode {mode!r}: expected 'abi' or 'api'")
+    if mode not in _cache:
+        _cache[mode] = _abi() if mode == "abi" else _load_api()
+    return _cache[mode]
+
+
+def api_unavailable_reason() -> str | None:
+    """Why ``backend('api')`` would fail, or None if it can load (used by tests to skip)."""
+    if _installed_module() is not None or "api" in _cache:
+        return None
+    try:
+        import cffi  # noqa: F401
+    except ImportError:
+        return "cffi is not installed"
+    cc = os.environ.get("CC", "cc").split()[0]
+    if shutil.which(cc) is None:
+        return f"no compiled module installed and no C compiler ({cc!r} not on PATH)"
+    return None
+
+
+# -- ABI mode --------------------------------------------------------------------------------
+
+def _abi() -> Backend:
+    try:
+        import cffi
+    except ImportError as e:  # pragma: no cover - cffi is a runtime dependency
+        raise BackendError(f"cffi is not installed: {e}") from None
+    kvm_h, _ = _build.read_cdefs()
+    ffi = cffi.FFI()
+    ffi.cdef(kvm_h)
+    lib = ffi.dlopen(None)  # the C library already loaded into the process
+    c_ioctl = lib.ioctl
+
+    def ioctl(fd: int, request: int, arg: Any) -> int:
+        r: int = c_ioctl(fd, request, arg)
+        return -ffi.errno if r < 0 else r
+
+    def one_reg_batch(fd: int, request: int, regs: Any, n: int) -> tuple[int, int]:
+        for i in range(n):
+            if c_ioctl(fd, request, regs + i) < 0:
+                return i, ffi.errno
+        return n, 0
+
+    return Backend("abi", ffi, lib, ioctl, one_reg_batch, "libc via ffi.dlopen(None)")
+
+
+# -- API mode --------------------------------------------------------------------------------
+
+def _api(mod: Any, origin: str) -> Backend:
+    ffi, lib = mod.ffi, mod.lib
+    c_batch = lib.sdei_kvm_one_reg_batch
+    done_p = ffi.new("size_t *")
+
+    def one_reg_batch(fd: int, request: int, regs: Any, n: int) -> tuple[int, int]:
+        err: int = c_batch(fd, request, regs, n, done_p)
+        return int(done_p[0]), err
+
+    return Backend("api", ffi, lib, lib.sdei_kvm_ioctl, one_reg_batch, origin)
+
+
+def _installed_module() -> Any | None:
+    try:
+        mod = importlib.import_module(_build.MODULE_NAME)
+    except ImportError:
+        return None
+    # A module from an older build without the helpers is not ours to use.
+    return mod if hasattr(mod.lib, "sdei_kvm_one_reg_batch") else None
+
+
+def _load_api() -> Backend:
+    mod = _installed_module()
+    if mod is not None:
+        return _api(mod, f"installed module {mod.__file__}")
+    why = api_unavailable_reason()
+    if why is not None:
+        raise BackendError(f"cffi API mode unavailable: {why}")
+    path = _build_in_cache()
+    spec = importlib.util.spec_from_file_location(_build.MODULE_NAME, path)
+    if spec is None or spec.loader is None:
+        raise BackendError(f"cannot load the compiled module {path}")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return _api(mod, f"built on demand: {path}")
+
+
+def cache_dir() -> Path:
+    """Where on-demand API-mode builds go."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "sdei-state" / "cffi"
+
+
+def _build_in_cache() -> Path:
+    """Compile ``_sdei_state_kvm`` into a cache directory keyed by its sources; reuse it."""
+    final = cache_dir() / _build.source_key()
+    found = sorted(final.glob(f"{_build.MODULE_NAME}*.so")) if final.is_dir() else []
+    if found:
+        return found[0]
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="build-", dir=final.parent))
+    try:
+        try:
+            so = Path(_build.make_builder().compile(tmpdir=str(tmp), verbose=False))
+        except Exception as e:  # cffi raises VerificationError / distutils CompileError
+            raise BackendError(f"building the cffi API-mode module failed: {e}") from None
+        stage = tmp / "out"
+        stage.mkdir()
+        shutil.copy2(so, stage / so.name)
+        try:
+            os.rename(stage, final)  # atomic; a concurrent builder may have won
+        except OSError:
+            if not final.is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return sorted(final.glob(f"{_build.MODULE_NAME}*.so"))[0]
+
+
+def describe() -> str:
+    """One line naming the automatic choice (for diagnostics and the benchmark report)."""
+    b = backend()
+    return f"cffi {b.mode} mode ({b.origin}), Python {sys.version.split()[0]}"

@@ -1,0 +1,264 @@
+"""``Vcpu``: a vCPU fd. Registers (ONE_REG, REG_LIST, batched), init, and ``KVM_RUN``.
+
+``Vcpu`` satisfies ``sdei_state.vcpu.transport.RegTransport``, so save/restore code runs on it
+unchanged; ``Vcpu.cpu`` is its ``sdei_state.cpu.CpuRegs`` view. Register values are unsigned
+integers of the register's width, in host byte order (what KVM copies). A ``Vcpu`` is not
+thread-safe: it reuses one scratch buffer per vCPU (KVM serialises a vCPU's ioctls anyway).
+"""
+
+from __future__ import annotations
+
+import errno
+import sys
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..errors import KvmError, RegError
+from . import ioctls
+from ._fd import FdObject, check
+from .arm64 import KVM_REG_SIZE_MASK, KVM_REG_SIZE_U64, reg_size
+from .exits import Exit, decode
+
+if TYPE_CHECKING:
+    from .cpu import KvmCpu
+    from .vm import VcpuInit, Vm
+
+_U64_MAX = (1 << 64) - 1
+_GET, _SET = ioctls.KVM_GET_ONE_REG, ioctls.KVM_SET_ONE_REG
+_SCRATCH_WORDS = 32  # 256 bytes: the largest register KVM has today (U2048, SVE Z)
+_BATCH_CACHE = 8  # prepared batches kept per vCPU (save/restore repeat a few id lists)
+
+
+def _bad_id(reg_id: object, op: str) -> RegError:
+    rid = reg_id if isinstance(reg_id, int) else 0
+    return RegError(errno.EINVAL, rid, op,
+                    f"register id {reg_id!r} is not an unsigned 64-bit integer; not sent to KVM")
+
+
+def _check_value(reg_id: int, value: int, size: int) -> None:
+    if not isinstance(value, int) or not 0 <= value < 1 << (8 * size):
+        raise RegError(errno.ERANGE, reg_id, "SET",
+                       f"value {value!r} does not fit in the register's {8 * size} bits; "
+                       "not sent to KVM")
+
+
+class RegBatch:
+    """A prepared GET/SET of a fixed list of registers: each ``get()``/``set()`` is one call
+    into C in API mode (a Python loop over libc ``ioctl`` in ABI mode). Built once, reused."""
+
+    def __init__(self, vcpu: Vcpu, reg_ids: Sequence[int]) -> None:
+        ffi = vcpu.backend.ffi
+        self._vcpu = vcpu
+        self.ids = tuple(reg_ids)
+        n = len(self.ids)
+        for rid in self.ids:
+            if not isinstance(rid, int) or not 0 <= rid <= _U64_MAX:
+                raise _bad_id(rid, "GET/SET")
+        self.sizes = tuple(reg_size(rid) for rid in self.ids)
+        self._all_u64 = all(s == 8 for s in self.sizes)
+        words = [max(1, (s + 7) // 8) for s in self.sizes]
+        self._vals = ffi.new("uint64_t[]", max(1, sum(words)))
+        self._regs = ffi.new("struct kvm_one_reg[]", max(1, n))
+        base = int(ffi.cast("uintptr_t", self._vals))
+        self._offsets: list[int] = []
+        off = 0
+        for i, rid in enumerate(self.ids):
+            self._regs[i].id = rid
+            self._regs[i].addr = base + 8 * off
+            self._offsets.append(off)
+            off += words[i]
+
+    def get(self) -> list[int]:
+        """``KVM_GET_ONE_REG`` of every id, in order; RegError at the first failure."""
+        v = self._vcpu
+        n = len(self.ids)
+        done, err = v.backend.one_reg_batch(v.fd, _GET, self._regs, n)
+        if err:
+            raise RegError(err, self.ids[done], "GET")
+        ffi = v.backend.ffi
+        if self._all_u64:
+            out: list[int] = ffi.unpack(self._vals, n)
+            return out
+        return [int.from_bytes(ffi.buffer(self._vals + off, size), sys.byteorder)
+                for off, size in zip(self._offsets, self.sizes, strict=True)]
+
+    def set(self, values: Sequence[int]) -> None:
+        """``KVM_SET_ONE_REG`` of every id with ``values[i]``, in order. Values are checked
+        before the first write; a kernel failure raises RegError and earlier writes stay."""
+        if len(values) != len(self.ids):
+            raise ValueError(f"{len(values)} values for {len(self.ids)} registers")
+        for rid, value, size in zip(self.ids, values, self.sizes, strict=True):
+            _check_value(rid, value, size)
+        v = self._vcpu
+        ffi = v.backend.ffi
+        if self._all_u64:
+            self._vals[0:len(values)] = values
+        else:
+            for off, size, value in zip(self._offsets, self.sizes, values, strict=True):
+                ffi.memmove(self._vals + off, value.to_bytes(size, sys.byteorder), size)
+        done, err = v.backend.one_reg_batch(v.fd, _SET, self._regs, len(self.ids))
+        if err:
+            raise RegError(err, self.ids[done], "SET")
+
+
+class Vcpu(FdObject):
+    """A vCPU fd (from ``Vm.create_vcpu``)."""
+
+    def __init__(self, vm: Vm, fd: int, index: int) -> None:
+        super().__init__(fd, f"Vcpu {index}", vm)
+        self.vm = vm
+        self.index = index
+        self.backend = vm.backend
+        ffi = self.backend.ffi
+        self._scratch = ffi.new("uint64_t[]", _SCRATCH_WORDS)
+        self._one = ffi.new("struct kvm_one_reg *")
+        self._one.addr = int(ffi.cast("uintptr_t", self._scratch))
+        self._ioctl = self.backend.ioctl
+        self._batches: dict[tuple[int, ...], RegBatch] = {}
+        self._run: Any = None
+        self._run_size = 0
+
+    def __enter__(self) -> Vcpu:
+        return self
+
+    # -- init ------------------------------------------------------------------------------
+
+    def init(self, features: Iterable[int] = (), *, target: int | None = None) -> VcpuInit:
+        """``KVM_ARM_VCPU_INIT`` (arm64) with ``features`` (``VcpuFeature`` bits) on
+        ``target``, by default ``Vm.preferred_target()``. Returns what was passed."""
+        from .vm import VcpuInit
+
+        t = self.vm.preferred_target().target if target is None else target
+        init = VcpuInit(t).with_features(*features)
+        c = self.backend.ffi.new("struct kvm_vcpu_init *",
+                                 {"target": init.target, "features": list(init.features)})
+        check(self._ioctl(self.fd, ioctls.KVM_ARM_VCPU_INIT, c), "KVM_ARM_VCPU_INIT")
+        return init
+
+    # -- registers (RegTransport) ----------------------------------------------------------
+
+    def get_reg(self, reg_id: int) -> int:
+        """``KVM_GET_ONE_REG``; RegError(errno, reg_id, "GET") on failure."""
+        one = self._one
+        try:
+            one.id = reg_id
+        except (OverflowError, TypeError):
+            raise _bad_id(reg_id, "GET") from None
+        size = reg_size(reg_id)
+        if size > 8 * _SCRATCH_WORDS:
+            return self._get_large(reg_id, size)
+        r = self._ioctl(self.fd, _GET, one)
+        if r < 0:
+            raise RegError(-r, reg_id, "GET")
+        if reg_id & KVM_REG_SIZE_MASK == KVM_REG_SIZE_U64:
+            return int(self._scratch[0])
+        return int.from_bytes(self.backend.ffi.buffer(self._scratch, size), sys.byteorder)
+
+    def set_reg(self, reg_id: int, value: int) -> None:
+        """``KVM_SET_ONE_REG``; RegError(errno, reg_id, "SET") on failure. A value that does
+        not fit the register's width is refused before the ioctl (``ERANGE``)."""
+        one = self._one
+        try:
+            one.id = reg_id
+        except (OverflowError, TypeError):
+            raise _bad_id(reg_id, "SET") from None
+        size = reg_size(reg_id)
+        _check_value(reg_id, value, size)
+        if size > 8 * _SCRATCH_WORDS:
+            RegBatch(self, [reg_id]).set([value])
+            return
+        if size == 8:
+            self._scratch[0] = value
+        else:
+            self.backend.ffi.memmove(self._scratch, value.to_bytes(size, sys.byteorder), size)
+        r = self._ioctl(self.fd, _SET, one)
+        if r < 0:
+            raise RegError(-r, reg_id, "SET")
+
+    def _get_large(self, reg_id: int, size: int) -> int:
+        return RegBatch(self, [reg_id]).get()[0]
+
+    def reg_list(self) -> tuple[int, ...]:
+        """``KVM_GET_REG_LIST``: asks with n = 0, and on ``E2BIG`` again with the count the
+        kernel wrote back (repeated if the list grew meanwhile)."""
+        ffi = self.backend.ffi
+        n = 0
+        for _ in range(8):
+            buf = ffi.new("uint64_t[]", n + 1)
+            buf[0] = n
+            r = self._ioctl(self.fd, ioctls.KVM_GET_REG_LIST,
+                            ffi.cast("struct kvm_reg_list *", buf))
+            if r >= 0:
+                return tuple(ffi.unpack(buf + 1, int(buf[0])))
+            if -r != errno.E2BIG:
+                raise KvmError(-r, "KVM_GET_REG_LIST")
+            n = int(buf[0])
+        raise KvmError(errno.E2BIG, "KVM_GET_REG_LIST (the list kept growing)")
+
+    def reg_batch(self, reg_ids: Sequence[int]) -> RegBatch:
+        """A prepared batch for ``reg_ids`` (reuse it for repeated save/restore)."""
+        return RegBatch(self, reg_ids)
+
+    def _batch_for(self, reg_ids: Sequence[int]) -> RegBatch:
+        ids = tuple(reg_ids)
+        b = self._batches.get(ids)
+        if b is None:
+            if len(self._batches) >= _BATCH_CACHE:
+                del self._batches[next(iter(self._batches))]  # oldest first
+            b = self._batches[ids] = RegBatch(self, ids)
+        return b
+
+    def get_regs(self, reg_ids: Sequence[int]) -> list[int]:
+        """GET of every id in order, in one call into C (API mode); raises at the first
+        failure. The last few id lists are kept prepared, so repeating one costs no setup."""
+        return self._batch_for(reg_ids).get()
+
+    def set_regs(self, items: Sequence[tuple[int, int]]) -> None:
+        """SET of every (id, value) in order; values are checked first; raises at the first
+        kernel failure (earlier writes stay)."""
+        self._batch_for([rid for rid, _ in items]).set([v for _, v in items])
+
+    @property
+    def cpu(self) -> KvmCpu:
+        """This vCPU's registers as ``sdei_state.cpu.CpuRegs`` (see ``KvmCpu``)."""
+        from .cpu import KvmCpu
+
+        return KvmCpu(self)
+
+    # -- KVM_RUN -----------------------------------------------------------------------------
+
+    @property
+    def kvm_run(self) -> Any:
+        """The mapped ``struct kvm_run *`` (``map_run()`` on first use)."""
+        return self.map_run()
+
+    def map_run(self) -> Any:
+        """Map ``struct kvm_run`` from the vCPU fd if not yet done (unmapped at close)."""
+        if self._run is None:
+            size = self.vm.kvm.vcpu_mmap_size()
+            try:
+                p = self.backend.mmap_shared(self.fd, size)
+            except OSError as e:
+                raise KvmError(e.errno or 0, "mmap of the vCPU fd (struct kvm_run)") from None
+            self._run = self.backend.ffi.cast("struct kvm_run *", p)
+            self._run_size = size
+        return self._run
+
+    def run(self) -> Exit:
+        """``KVM_RUN`` until the next exit to userspace; returns it typed (``exits``)."""
+        run = self.kvm_run
+        check(self.backend.ioctl_val(self.fd, ioctls.KVM_RUN, 0), "KVM_RUN")
+        return decode(run)
+
+    def set_mmio_data(self, data: bytes) -> None:
+        """Answer an MMIO read exit: the bytes the guest's load returns, given before the
+        next ``run()``."""
+        run = self.kvm_run
+        if len(data) > 8:
+            raise ValueError(f"MMIO data is at most 8 bytes, got {len(data)}")
+        self.backend.ffi.memmove(run.mmio.data, data, len(data))
+
+    def _release(self) -> None:
+        if self._run is not None:
+            self.backend.munmap(self._run, self._run_size)
+            self._run = None

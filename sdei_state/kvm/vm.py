@@ -1,0 +1,165 @@
+"""``Vm``: a VM fd, its guest memory and its vCPUs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import KvmError
+from . import ioctls
+from ._fd import FdObject, check
+from .arm64 import KVM_ARM_VM_SMCCC_CTRL, KVM_ARM_VM_SMCCC_FILTER, SmcccFilterAction
+
+if TYPE_CHECKING:
+    from .system import Kvm
+    from .vcpu import Vcpu
+
+
+@dataclass(frozen=True)
+class VcpuInit:
+    """``struct kvm_vcpu_init`` (arm64): a target and seven feature words."""
+
+    target: int
+    features: tuple[int, ...] = (0,) * 7
+
+    def with_features(self, *bits: int) -> VcpuInit:
+        """This init with feature ``bits`` (``VcpuFeature`` values) set."""
+        words = list(self.features)
+        for b in bits:
+            if not 0 <= b < 32 * len(words):
+                raise ValueError(f"vCPU feature bit {b} outside kvm_vcpu_init.features")
+            words[b // 32] |= 1 << (b % 32)
+        return VcpuInit(self.target, tuple(words))
+
+
+class GuestMemory:
+    """Anonymous host memory backing one memslot; unmapped when its VM closes."""
+
+    def __init__(self, vm: Vm, slot: int, guest_phys_addr: int, size: int) -> None:
+        self._vm = vm
+        self.slot = slot
+        self.guest_phys_addr = guest_phys_addr
+        self.size = size
+        self.ptr: Any = vm.backend.mmap_anonymous(size)  # char *
+
+    @property
+    def userspace_addr(self) -> int:
+        return int(self._vm.backend.ffi.cast("uintptr_t", self.ptr))
+
+    def write(self, offset: int, data: bytes) -> None:
+        """Copy ``data`` to guest-physical ``guest_phys_addr + offset``."""
+        self._bounds(offset, len(data))
+        self._vm.backend.ffi.memmove(self.ptr + offset, data, len(data))
+
+    def read(self, offset: int, length: int) -> bytes:
+        self._bounds(offset, length)
+        return bytes(self._vm.backend.ffi.buffer(self.ptr + offset, length))
+
+    def _bounds(self, offset: int, length: int) -> None:
+        if self.ptr is None:
+            raise ValueError(f"memslot {self.slot}: memory already released (VM closed)")
+        if offset < 0 or length < 0 or offset + length > self.size:
+            raise ValueError(f"memslot {self.slot}: [{offset:#x}, +{length:#x}) outside "
+                             f"its {self.size:#x} bytes")
+
+    def release(self) -> None:
+        if self.ptr is not None:
+            self._vm.backend.munmap(self.ptr, self.size)
+            self.ptr = None
+
+
+class Vm(FdObject):
+    """A VM fd (from ``Kvm.create_vm``). Closing it closes its vCPUs, then unmaps its guest
+    memory."""
+
+    def __init__(self, kvm: Kvm, fd: int) -> None:
+        super().__init__(fd, "Vm", kvm)
+        self.kvm = kvm
+        self.backend = kvm.backend
+        self.memory: list[GuestMemory] = []
+
+    def __enter__(self) -> Vm:
+        return self
+
+    def check_extension(self, cap: int) -> int:
+        """``KVM_CHECK_EXTENSION`` on the VM fd (per-VM answers, e.g. the IPA size)."""
+        return check(self.backend.ioctl_val(self.fd, ioctls.KVM_CHECK_EXTENSION, int(cap)),
+                     "KVM_CHECK_EXTENSION")
+
+    def create_vcpu(self, index: int = 0) -> Vcpu:
+        """``KVM_CREATE_VCPU`` with vCPU id ``index``."""
+        from .vcpu import Vcpu
+
+        fd = check(self.backend.ioctl_val(self.fd, ioctls.KVM_CREATE_VCPU, index),
+                   "KVM_CREATE_VCPU")
+        return Vcpu(self, fd, index)
+
+    def preferred_target(self) -> VcpuInit:
+        """``KVM_ARM_PREFERRED_TARGET`` (arm64): the target for ``Vcpu.init``, no features."""
+        kvi = self.backend.ffi.new("struct kvm_vcpu_init *")
+        check(self.backend.ioctl(self.fd, ioctls.KVM_ARM_PREFERRED_TARGET, kvi),
+              "KVM_ARM_PREFERRED_TARGET")
+        return VcpuInit(int(kvi.target), tuple(int(w) for w in kvi.features))
+
+    def set_user_memory_region(self, slot: int, guest_phys_addr: int, memory_size: int,
+                               userspace_addr: int, flags: int = 0) -> None:
+        """``KVM_SET_USER_MEMORY_REGION``. The caller keeps ``userspace_addr`` mapped for as
+        long as the slot exists (``add_memory`` does that for you)."""
+        region = self.backend.ffi.new("struct kvm_userspace_memory_region *", {
+            "slot": slot, "flags": flags, "guest_phys_addr": guest_phys_addr,
+            "memory_size": memory_size, "userspace_addr": userspace_addr})
+        check(self.backend.ioctl(self.fd, ioctls.KVM_SET_USER_MEMORY_REGION, region),
+              "KVM_SET_USER_MEMORY_REGION")
+
+    def add_memory(self, slot: int, guest_phys_addr: int, size: int) -> GuestMemory:
+        """Map ``size`` bytes of anonymous memory and make it memslot ``slot`` at
+        ``guest_phys_addr``. The VM owns the memory; it is unmapped when the VM closes."""
+        try:
+            mem = GuestMemory(self, slot, guest_phys_addr, size)
+        except OSError as e:
+            raise KvmError(e.errno or 0, f"mmap of {size:#x} bytes for memslot {slot}") from None
+        try:
+            self.set_user_memory_region(slot, guest_phys_addr, size, mem.userspace_addr)
+        except KvmError:
+            mem.release()
+            raise
+        self.memory.append(mem)
+        return mem
+
+    def has_device_attr(self, group: int, attr: int) -> None:
+        """``KVM_HAS_DEVICE_ATTR`` on the VM fd; returns if supported, else raises KvmError
+        (``ENXIO`` for an unknown attribute; ``EINVAL`` where the VM fd has no attributes at
+        all, e.g. arm64 before 6.4)."""
+        a = self.backend.ffi.new("struct kvm_device_attr *", {"group": group, "attr": attr})
+        check(self.backend.ioctl(self.fd, ioctls.KVM_HAS_DEVICE_ATTR, a), "KVM_HAS_DEVICE_ATTR")
+
+    def set_device_attr(self, group: int, attr: int, data: Any, flags: int = 0) -> None:
+        """``KVM_SET_DEVICE_ATTR`` on the VM fd; ``data`` is a cdata pointer to the attribute
+        data (kept alive by the caller for the duration of the call)."""
+        ffi = self.backend.ffi
+        a = ffi.new("struct kvm_device_attr *", {
+            "flags": flags, "group": group, "attr": attr,
+            "addr": int(ffi.cast("uintptr_t", data))})
+        check(self.backend.ioctl(self.fd, ioctls.KVM_SET_DEVICE_ATTR, a), "KVM_SET_DEVICE_ATTR")
+
+    def set_smccc_filter(self, base: int, nr_functions: int,
+                         action: SmcccFilterAction) -> None:
+        """Install an SMCCC filter range (arm64, Linux >= 6.4): ``KVM_SET_DEVICE_ATTR`` with
+        ``KVM_ARM_VM_SMCCC_CTRL`` / ``KVM_ARM_VM_SMCCC_FILTER``. Only before the VM first runs
+        (``EBUSY`` after); overlapping ranges give ``EEXIST``."""
+        f = self.backend.ffi.new("struct kvm_smccc_filter *", {
+            "base": base, "nr_functions": nr_functions, "action": int(action)})
+        try:
+            self.set_device_attr(KVM_ARM_VM_SMCCC_CTRL, KVM_ARM_VM_SMCCC_FILTER, f)
+        except KvmError as e:
+            raise KvmError(e.errno or 0, "KVM_SET_DEVICE_ATTR(KVM_ARM_VM_SMCCC_FILTER "
+                           f"base={base:#x} nr={nr_functions} {action.name})") from None
+
+    def close(self) -> None:
+        """Close the vCPUs and the VM fd, then unmap the guest memory."""
+        if self.closed:
+            return
+        super().close()
+        for mem in self.memory:
+            mem.release()
+        self.memory.clear()
