@@ -57,6 +57,15 @@ class KvmError(SdeiStateError, OSError):
         return str(self.args[1])
 
 
+class RegListTooSmall(KvmError):
+    """KVM_GET_REG_LIST with ``n`` too small: E2BIG, and ``n`` is the count KVM writes back."""
+
+    def __init__(self, needed: int, given: int) -> None:
+        self.n = needed
+        super().__init__(_errno.E2BIG, f"KVM_GET_REG_LIST: the vCPU has {needed} registers, "
+                                       f"the list has room for {given}")
+
+
 class ScenarioError(SdeiStateError):
     """Malformed scenario input; the message names the step."""
 

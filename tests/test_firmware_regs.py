@@ -461,3 +461,35 @@ def test_unknown_bits_agrees_with_check_set(reg_id: int, value: int, host: HostF
         assert set_(reg_id, value, host) == ENOENT
         return
     assert (fw.unknown_bits(reg_id, value, host) == 0) == (set_(reg_id, value, host) is None)
+
+
+# --- refusals in words -----------------------------------------------------------------------
+
+_612 = "linux-6.12 -cpu max VHE"
+
+
+@pytest.mark.parametrize(("reg_id", "value", "current", "has_run", "psci_0_2", "want"), [
+    (VENDOR_HYP_BMAP_2, 0, 0, False, True, f"host {_612} has no VENDOR_HYP_BMAP_2"),
+    (STD_BMAP, 0x0, 0x1, True, True,
+     "the VM has run: STD_BMAP can no longer change (0x1 -> 0x0)"),
+    (PSCI_VERSION, 0x10003, 0x10001, False, True,
+     f"PSCI 1.3 is not a PSCI version this vCPU accepts on host {_612} "
+     "(PSCI 0.2, PSCI 1.0, PSCI 1.1)"),
+    (PSCI_VERSION, 0x10001, 0x1, False, False,
+     f"PSCI 1.1 is not a PSCI version this vCPU accepts on host {_612} (PSCI 0.1)"),
+    (SMCCC_ARCH_WORKAROUND_1, 0x10, 2, False, True,
+     "0x10 is not a SMCCC_ARCH_WORKAROUND_1 value KVM accepts"),
+    (SMCCC_ARCH_WORKAROUND_3, 1, 0, False, True,
+     f"saved level AVAIL needs host level >= 1; host {_612} has NOT_AVAIL "
+     "(the destination would be less safe)"),
+    (STD_BMAP, 0x3, 0x1, False, True,
+     f"bits 0x2 of 0x3 are unknown to host {_612} (known: 0x1)"),
+])
+def test_firmware_refusal_says_why_check_set_refused(
+    reg_id: int, value: int, current: int, has_run: bool, psci_0_2: bool, want: str
+) -> None:
+    err = set_(reg_id, value, current=current, has_run=has_run, psci_0_2=psci_0_2)
+    assert err is not None
+    text = fw.firmware_refusal(reg_id, value, HOST_LINUX_6_12, current=current, errno_=err,
+                               psci_0_2=psci_0_2)
+    assert text == want

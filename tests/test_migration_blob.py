@@ -1,5 +1,6 @@
 """Migration blobs: binary and JSON forms, the construct declaration vs the struct fast path,
-and refusal of truncated, corrupted, wrong-version and inconsistent blobs."""
+registers of every KVM size (U8 .. U2048), and refusal of truncated, corrupted, wrong-version
+and inconsistent blobs."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from sdei_state.migration import (
     format_table,
     save_vm,
 )
+from sdei_state.migration.blob import reg_words, table_words
+from sdei_state.regs import ids
 from sdei_state.vcpu.sim import SimVm
 
 U64 = (1 << 64) - 1
@@ -31,24 +34,37 @@ prop = settings(max_examples=1000 if HEAVY else 80, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])
 DOC = Path(__file__).resolve().parent.parent / "docs" / "migration.md"
 
-HEADER = 24  # magic 8, format 2, abi 2, nr_regs 4, nr_vcpus 4, reserved 4 (written out)
+HEADER = 24  # magic 8, format 2, abi 2, nr_regs 4, nr_vcpus 4, row_words 4 (written out)
+
+# Real arm64 ids of every width a VMM meets (written out, not taken from the module under test).
+V0 = 0x6040_0000_0010_0054      # core fp_regs.vregs[0], U128
+V31 = 0x6040_0000_0010_0090     # core fp_regs.vregs[31], U128
+FPSR = 0x6020_0000_0010_00D4    # core fp_regs.fpsr, U32
+ZREG0 = 0x6080_0000_0015_0000   # KVM_REG_ARM64_SVE_ZREG(0, 0), U2048
+PREG0 = 0x6050_0000_0015_0400   # KVM_REG_ARM64_SVE_PREG(0, 0), U256
+PC = 0x6030_0000_0010_0040      # core regs.pc, U64
 
 
 def reg_id(size: int, low: int) -> int:
-    """An arm64 id of the given KVM_REG_SIZE field (0..3: U8..U64)."""
+    """An arm64 id of the given KVM_REG_SIZE field (0..8: U8..U2048)."""
     return 0x6000_0000_0000_0000 | size << 52 | (low & 0x0FFF_FFFF)
+
+
+def values_of(size: int) -> st.SearchStrategy[int]:
+    """Values of a register of size field ``size``, with the edges (0, all ones, top bit)."""
+    top = (1 << (8 << size)) - 1
+    return st.one_of(st.integers(0, top), st.sampled_from([0, 1, top, top >> 1, (top >> 1) + 1]))
 
 
 @st.composite
 def blobs(draw: st.DrawFn, max_regs: int = 12, max_vcpus: int = 5) -> Blob:
     n = draw(st.integers(1, max_regs))
     lows = draw(st.lists(st.integers(0, 0x0FFF_FFFF), min_size=n, max_size=n, unique=True))
-    sizes = draw(st.lists(st.sampled_from([0, 1, 2, 3, 3, 3]), min_size=n, max_size=n))
+    sizes = draw(st.lists(st.sampled_from([0, 1, 2, 3, 3, 3, 4, 4, 5, 6, 7, 8]),
+                          min_size=n, max_size=n))
     table = tuple(reg_id(s, low) for s, low in zip(sizes, lows, strict=True))
     v = draw(st.integers(1, max_vcpus))
-    rows = tuple(
-        tuple(draw(st.integers(0, (1 << (8 << s)) - 1)) for s in sizes) for _ in range(v)
-    )
+    rows = tuple(tuple(draw(values_of(s)) for s in sizes) for _ in range(v))
     return Blob(table, rows)
 
 
@@ -59,13 +75,26 @@ def small_blob() -> Blob:
 
 def rebuild(data: bytes, **fields: int) -> bytes:
     """The blob with header fields changed and a valid CRC, to test checks behind the CRC."""
-    magic, fmt, abi, n, v, res = struct.unpack_from("<8sHHIII", data)
+    magic, fmt, abi, n, v, w = struct.unpack_from("<8sHHIII", data)
     vals = {"format_version": fmt, "abi_version": abi, "nr_regs": n, "nr_vcpus": v,
-            "reserved": res} | fields
+            "row_words": w} | fields
     head = struct.pack("<8sHHIII", magic, vals["format_version"], vals["abi_version"],
-                       vals["nr_regs"], vals["nr_vcpus"], vals["reserved"])
-    body = head + data[HEADER:-4]
-    return body + struct.pack("<I", zlib.crc32(body))
+                       vals["nr_regs"], vals["nr_vcpus"], vals["row_words"])
+    return with_crc(head + data[HEADER:-4])
+
+
+def with_crc(body: bytes | bytearray) -> bytes:
+    return bytes(body) + struct.pack("<I", zlib.crc32(body))
+
+
+def wide_blob() -> Blob:
+    """Two vCPUs with a U32, a U64, two U128, a U256 and a U2048 register."""
+    table = (FPSR, PC, V0, V31, PREG0, ZREG0)
+    return Blob(table, (
+        (0xFFFF_FFFF, U64, (1 << 128) - 1, 0x0123_4567_89AB_CDEF_FEDC_BA98_7654_3210,
+         1 << 255, (1 << 2048) - 1),
+        (0, 1, 1 << 64, U64, 0, 0xAB << 2040),
+    ))
 
 
 # -- round trips and the declaration -----------------------------------------------------
@@ -110,20 +139,52 @@ def test_construct_and_fast_path_refuse_the_same_damage(blob: Blob, data: st.Dat
 def test_exact_layout() -> None:
     data = small_blob().to_bytes()
     assert data[:8] == b"SDEIREGS"
-    assert struct.unpack_from("<HHIII", data, 8) == (1, 1, 3, 2, 0)
+    assert struct.unpack_from("<HHIII", data, 8) == (1, 1, 3, 2, 3)
     assert struct.unpack_from("<3Q", data, HEADER) == small_blob().reg_ids
     assert struct.unpack_from("<6Q", data, HEADER + 24) == (1, 2, 3, U64, 0, 0xFFFF_FFFF)
     assert struct.unpack_from("<I", data, len(data) - 4)[0] == zlib.crc32(data[:-4])
     assert len(data) == HEADER + 8 * 3 + 8 * 6 + 4
 
 
+def test_exact_layout_of_wide_registers() -> None:
+    blob = wide_blob()
+    data = blob.to_bytes()
+    w = 1 + 1 + 2 + 2 + 4 + 32
+    assert blob.row_words == w == table_words(blob.reg_ids)
+    assert struct.unpack_from("<HHIII", data, 8) == (1, 1, 6, 2, w)
+    row0 = struct.unpack_from(f"<{w}Q", data, HEADER + 8 * 6)
+    assert row0[:6] == (0xFFFF_FFFF, U64, U64, U64, 0xFEDC_BA98_7654_3210,
+                        0x0123_4567_89AB_CDEF)  # each U128 low word first
+    assert row0[6:10] == (0, 0, 0, 1 << 63)
+    assert row0[10:] == (U64,) * 32
+    row1 = struct.unpack_from(f"<{w}Q", data, HEADER + 8 * 6 + 8 * w)
+    assert row1[2:4] == (0, 1) and row1[-1] == 0xAB << 56 and not any(row1[10:-1])
+    assert len(data) == blob_size(6, 2, w) == HEADER + 8 * 6 + 8 * w * 2 + 4
+
+
+@pytest.mark.parametrize(("reg", "words"), [
+    (reg_id(0, 1), 1), (FPSR, 1), (PC, 1), (V0, 2), (PREG0, 4), (reg_id(6, 1), 8),
+    (reg_id(7, 1), 16), (ZREG0, 32)])
+def test_a_register_takes_its_size_in_words_and_at_least_one(reg: int, words: int) -> None:
+    assert reg_words(reg) == words
+    assert len(Blob((reg,), ((0,),)).to_bytes()) == HEADER + 8 + 8 * words + 4
+
+
 @pytest.mark.parametrize("vcpus", [1, 64, 4096])
 def test_size_is_about_eight_bytes_per_register_per_vcpu(vcpus: int) -> None:
     n = 91
     size = blob_size(n, vcpus)
-    assert size == 28 + 8 * n + 8 * n * vcpus
+    assert size == blob_size(n, vcpus, n) == 28 + 8 * n + 8 * n * vcpus
     per_vcpu = size / vcpus
     assert 8 * n <= per_vcpu <= 8 * n + (28 + 8 * n) / vcpus
+
+
+@prop
+@given(blobs(max_vcpus=3))
+def test_size_is_eight_bytes_per_word_per_vcpu(blob: Blob) -> None:
+    n, v = len(blob.reg_ids), blob.nr_vcpus
+    w = sum(max(1, ids.reg_size(r) // 8) for r in blob.reg_ids)
+    assert len(blob.to_bytes()) == blob_size(n, v, w) == 28 + 8 * n + 8 * w * v
 
 
 def test_a_simulated_vm_blob_has_the_expected_size() -> None:
@@ -135,8 +196,9 @@ def test_a_simulated_vm_blob_has_the_expected_size() -> None:
 # -- corruption --------------------------------------------------------------------------
 
 
-def test_every_byte_flip_is_detected() -> None:
-    data = small_blob().to_bytes()
+@pytest.mark.parametrize("blob", [small_blob(), wide_blob()], ids=["u64", "wide"])
+def test_every_byte_flip_is_detected(blob: Blob) -> None:
+    data = blob.to_bytes()
     for pos in range(len(data)):
         for mask in (0x01, 0x80, 0xFF):
             bad = bytearray(data)
@@ -152,8 +214,9 @@ def test_a_flipped_value_byte_is_a_crc_error() -> None:
         Blob.from_bytes(bytes(bad))
 
 
-def test_truncation_at_every_length_is_detected() -> None:
-    data = small_blob().to_bytes()
+@pytest.mark.parametrize("blob", [small_blob(), wide_blob()], ids=["u64", "wide"])
+def test_truncation_at_every_length_is_detected(blob: Blob) -> None:
+    data = blob.to_bytes()
     for length in range(len(data)):
         with pytest.raises(BlobError, match="truncated"):
             Blob.from_bytes(data[:length])
@@ -182,13 +245,33 @@ def test_wrong_abi_version() -> None:
         Blob(small_blob().reg_ids, small_blob().rows, abi_version=2)
 
 
-def test_reserved_field_must_be_zero() -> None:
-    with pytest.raises(BlobError, match="reserved"):
-        Blob.from_bytes(rebuild(small_blob().to_bytes(), reserved=1))
+def retyped(blob: Blob, col: int, new_id: int) -> bytes:
+    """The blob's bytes with id table entry ``col`` replaced (valid CRC, header untouched)."""
+    data = bytearray(blob.to_bytes()[:-4])
+    struct.pack_into("<Q", data, HEADER + 8 * col, new_id)
+    return with_crc(data)
+
+
+def test_row_words_must_match_the_table() -> None:
+    # The length agrees with the header; the table says 2 + 1 + 1 words, the header 3.
+    data = retyped(small_blob(), 0, V0)
+    with pytest.raises(BlobError, match="row_words is 3, but the register table of 3 "
+                                        "registers takes 4 64-bit words per row"):
+        Blob.from_bytes(data)
+    with pytest.raises(BlobError, match="declaration"):
+        Blob.parse_with_construct(data)
+    # And the other way: a U128 register retyped U64 leaves the header one word long.
+    data = retyped(wide_blob(), 2, PC | 0x100)
+    with pytest.raises(BlobError, match=r"row_words is 42, but .* takes 41"):
+        Blob.from_bytes(data)
+    with pytest.raises(BlobError, match="declaration"):
+        Blob.parse_with_construct(data)
 
 
 @pytest.mark.parametrize("fields", [{"nr_regs": 2}, {"nr_regs": 4}, {"nr_vcpus": 1},
-                                    {"nr_vcpus": 3}, {"nr_regs": 0xFFFF_FFFF}])
+                                    {"nr_vcpus": 3}, {"nr_regs": 0xFFFF_FFFF},
+                                    {"row_words": 2}, {"row_words": 4}, {"row_words": 0},
+                                    {"row_words": 0xFFFF_FFFF}])
 def test_counts_inconsistent_with_the_length_are_refused(fields: dict[str, int]) -> None:
     with pytest.raises(BlobError, match="declares"):
         Blob.from_bytes(rebuild(small_blob().to_bytes(), **fields))
@@ -196,7 +279,7 @@ def test_counts_inconsistent_with_the_length_are_refused(fields: dict[str, int])
 
 def test_construct_declaration_refuses_damage_too() -> None:
     data = small_blob().to_bytes()
-    for bad in (data[:-1], data + b"\0", rebuild(data, reserved=1),
+    for bad in (data[:-1], data + b"\0", rebuild(data, row_words=4),
                 b"X" + data[1:], data[:-4] + b"\0\0\0\0"):
         with pytest.raises(BlobError, match="declaration"):
             Blob.parse_with_construct(bad)
@@ -225,20 +308,50 @@ def test_duplicate_register_in_a_binary_blob_is_refused() -> None:
         Blob.from_bytes(body + struct.pack("<I", zlib.crc32(body)))
 
 
-def test_wide_registers_are_refused() -> None:
-    with pytest.raises(BlobError, match="16 bytes wide"):
-        Blob((reg_id(4, 0x100054),), ((0,),))
+def test_sizes_beyond_u2048_are_refused() -> None:
+    for field in range(9, 16):
+        with pytest.raises(BlobError, match=f"size field {field} .* U8 .. U2048"):
+            Blob((reg_id(field, 0x100000),), ((0,),))
+    with pytest.raises(BlobError, match="size field 9"):
+        Blob.from_bytes(retyped(Blob((reg_id(8, 1),), ((0,),)), 0, reg_id(9, 1)))
 
 
-def test_value_wider_than_its_register_is_refused() -> None:
-    with pytest.raises(BlobError, match="does not fit its 4-byte register"):
-        Blob((reg_id(2, 0x1000D4),), ((1 << 32,),))
+@pytest.mark.parametrize(("reg", "value", "message"), [
+    (FPSR, 1 << 32, r"fp_regs.fpsr.* = 0x100000000 does not fit its 4-byte register"),
+    (reg_id(0, 1), 0x100, "0x100 does not fit its 1-byte register"),
+    (V0, 1 << 128, r"vregs\[0\].* = a 129-bit value does not fit its 16-byte register"),
+    (PREG0, 1 << 256, "a 257-bit value does not fit its 32-byte register"),
+    (ZREG0, 1 << 2048, r"SVE_ZREG\(0, 0\).* = a 2049-bit value does not fit its 256-byte"),
+])
+def test_value_wider_than_its_register_is_refused(reg: int, value: int, message: str) -> None:
+    with pytest.raises(BlobError, match=message):
+        Blob((PC, reg), ((0, 0), (0, value)))
+    with pytest.raises(BlobError, match=message):
+        VcpuRegisters((reg,), (value,))
+    obj = {"format": "sdei-state/blob/1", "abi_version": 1,
+           "registers": [f"{reg:#018x}"], "vcpus": [[value]]}
+    with pytest.raises(BlobError, match=message):
+        Blob.from_json(json.dumps(obj))
 
 
 @pytest.mark.parametrize("value", [-1, 1 << 64, True, "1", None])
 def test_values_outside_u64_are_refused(value: object) -> None:
     with pytest.raises(BlobError, match="not an unsigned 64-bit value"):
         Blob((reg_id(3, 1),), ((value,),))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [-1, True, "1", None, 1.0])
+def test_wide_values_must_be_unsigned_integers(value: object) -> None:
+    with pytest.raises(BlobError, match="not an unsigned 128-bit value"):
+        Blob((PC, V0), ((0, value),))  # type: ignore[arg-type]
+    with pytest.raises(BlobError, match="not an unsigned 2048-bit value"):
+        Blob((ZREG0,), ((value,),))  # type: ignore[arg-type]
+
+
+def test_a_u64_register_in_a_wide_table_is_still_range_checked() -> None:
+    with pytest.raises(BlobError, match=r"regs.pc.* = 18446744073709551616 is not an "
+                                        "unsigned 64-bit value"):
+        Blob((V0, PC), ((1 << 100, 1 << 64),))
 
 
 def test_empty_blobs_are_refused() -> None:
@@ -294,6 +407,19 @@ def test_bad_json_blobs_are_refused(change: dict[str, object], message: str) -> 
     obj = json.loads(small_blob().to_json()) | change
     with pytest.raises(BlobError, match=message):
         Blob.from_json(json.dumps(obj))
+
+
+def test_json_carries_wide_values_as_integers() -> None:
+    blob = wide_blob()
+    obj = json.loads(blob.to_json())
+    assert obj["registers"][2:] == ["0x6040000000100054", "0x6040000000100090",
+                                    "0x6050000000150400", "0x6080000000150000"]
+    assert obj["vcpus"][0][2:] == [(1 << 128) - 1, 0x0123_4567_89AB_CDEF_FEDC_BA98_7654_3210,
+                                   1 << 255, (1 << 2048) - 1]
+    assert Blob.from_json(blob.to_json()) == blob
+    assert Blob.from_bytes(blob.to_bytes()) == blob
+    assert Blob.parse_with_construct(blob.to_bytes()) == blob
+    assert blob.to_bytes() == blob.build_with_construct()
 
 
 def test_json_missing_key_and_bad_text() -> None:

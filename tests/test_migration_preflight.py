@@ -15,6 +15,7 @@ from sdei_state.migration import (
     restore_vm,
     save_vm,
 )
+from sdei_state.migration.preflight import check_vcpu
 from sdei_state.regs import firmware
 from sdei_state.regs.firmware import HostFirmware, PsciVersion
 from sdei_state.regs.sdei import SDEI_REG_IDS
@@ -277,3 +278,25 @@ def test_destination_of_vcpus_reads_without_writing() -> None:
     assert dict(d.current) == {PSCI: 0x10001, STD: 0x3, STD_HYP: 0x1, VENDOR: 0x3}
     with pytest.raises(ValueError, match="no vCPU"):
         Destination.of_vcpus([])
+
+
+# -- values that do not fit their register ---------------------------------------------------
+
+
+def test_values_are_checked_against_their_register_width() -> None:
+    v0 = 0x6040_0000_0010_0054  # fp_regs.vregs[0], U128
+    fpsr = 0x6020_0000_0010_00D4  # fp_regs.fpsr, U32
+    d = dest(host(), extra=(v0, fpsr))
+    ok, _, _ = check_vcpu({PC: 1, v0: (1 << 128) - 1, fpsr: 0xFFFF_FFFF}, d, 0)
+    assert ok == []
+    saved: dict[int, object] = {PC: 1 << 64, v0: 1 << 128, fpsr: 1 << 32, PSCI: "1"}
+    found, _, _ = check_vcpu(saved, d, 2)  # type: ignore[arg-type]
+    assert [(p.vcpu, p.reg_id) for p in found] == [(2, PC), (2, v0), (2, fpsr), (2, PSCI)]
+    assert [p.reason for p in found] == [
+        "saved value 18446744073709551616 is not an unsigned 64-bit value",
+        "saved value a 129-bit value does not fit its 16-byte register",
+        "saved value 0x100000000 does not fit its 4-byte register",
+        "saved value '1' is not an unsigned 64-bit value",
+    ]
+    (bad_id,), _, _ = check_vcpu({"PC": 0}, d)  # type: ignore[dict-item]
+    assert bad_id.reg_id is None and "'PC' is not a register id" in bad_id.reason

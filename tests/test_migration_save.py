@@ -355,3 +355,108 @@ def test_saved_registers_are_a_mapping_of_the_listed_ids() -> None:
     assert isinstance(regs, VcpuRegisters)
     assert regs[EVENT_STATE_0] == 0b111  # REGISTERED | ENABLED | RUNNING
     assert regs[CONTEXT_0_3] == 0x103
+
+
+# -- registers wider and narrower than 64 bits -------------------------------------------
+
+# Real arm64 ids (written out): what KVM_GET_REG_LIST reports besides U64 registers.
+FPSR = 0x6020_0000_0010_00D4    # core fp_regs.fpsr, U32
+FPCR = 0x6020_0000_0010_00D5    # core fp_regs.fpcr, U32
+VREG = tuple(0x6040_0000_0010_0054 + 4 * n for n in range(4))  # fp_regs.vregs[0..3], U128
+ZREG = (0x6080_0000_0015_0000, 0x6080_0000_0015_0020)  # SVE_ZREG(0, 0), (1, 0), U2048
+U64_WORD = (1 << 64) - 1
+WIDE_LIST = (PC_ID, *VREG, FPSR, FPCR, *ZREG)
+"""In KVM's order: core registers (V0-V3 after pc, then fpsr/fpcr), then SVE."""
+
+
+class WideVcpu:
+    """A tiny vCPU-like transport: a fixed register list of U32, U64, U128 and U2048 ids,
+    values stored as integers of the register's width, and KVM's width rule on SET (a value
+    that does not fit is refused before anything is stored, as the real bindings' ERANGE)."""
+
+    def __init__(self) -> None:
+        self.values = dict.fromkeys(WIDE_LIST, 0)
+        self.writes: list[int] = []
+
+    def reg_list(self) -> tuple[int, ...]:
+        return WIDE_LIST
+
+    def get_reg(self, reg_id: int) -> int:
+        if reg_id not in self.values:
+            raise RegError(errno.ENOENT, reg_id, "GET")
+        return self.values[reg_id]
+
+    def get_regs(self, reg_ids: Sequence[int]) -> list[int]:
+        return [self.get_reg(r) for r in reg_ids]
+
+    def set_reg(self, reg_id: int, value: int) -> None:
+        if reg_id not in self.values:
+            raise RegError(errno.ENOENT, reg_id, "SET")
+        width = 8 << ((reg_id >> 52) & 0xF)
+        if value < 0 or value >> width:
+            raise RegError(errno.ERANGE, reg_id, "SET", f"does not fit {width} bits")
+        self.values[reg_id] = value
+        self.writes.append(reg_id)
+
+    def set_regs(self, items: Sequence[tuple[int, int]]) -> None:
+        for rid, value in items:
+            self.set_reg(rid, value)
+
+
+def widths(reg_id: int) -> st.SearchStrategy[int]:
+    top = (1 << (8 << ((reg_id >> 52) & 0xF))) - 1
+    edges = sorted({0, top, (top >> 1) + 1, top & U64_WORD, top & (1 << 64)})
+    return st.one_of(st.integers(0, top), st.sampled_from(edges))  # all ones, top bit, word
+
+
+wide_rows = st.tuples(*(widths(r) for r in WIDE_LIST))
+
+
+@prop
+@given(st.lists(wide_rows, min_size=1, max_size=3), st.booleans())
+def test_wide_registers_save_and_restore(rows: list[tuple[int, ...]], as_json: bool) -> None:
+    src = [WideVcpu() for _ in rows]
+    for v, row in zip(src, rows, strict=True):
+        v.values = dict(zip(WIDE_LIST, row, strict=True))
+    blob = save_vm(src)
+    assert blob.reg_ids == WIDE_LIST and blob.rows == tuple(rows)
+    assert blob.row_words == 1 + 2 * 4 + 1 + 1 + 32 * 2
+    wire = Blob.from_json(blob.to_json()) if as_json else Blob.from_bytes(blob.to_bytes())
+    assert wire == blob
+    dst = [WideVcpu() for _ in rows]
+    results = restore_vm(dst, wire)
+    for v, row, result in zip(dst, rows, results, strict=True):
+        assert [v.values[r] for r in WIDE_LIST] == list(row)
+        assert result.written == tuple(sorted(WIDE_LIST)) == tuple(v.writes)
+    assert save_vm(dst) == blob
+
+
+def test_a_value_too_wide_for_its_register_is_refused_before_any_write() -> None:
+    v = WideVcpu()
+    for reg, value, message in [
+        (VREG[1], 1 << 128, "a 129-bit value does not fit its 16-byte register"),
+        (ZREG[0], 1 << 2048, "a 2049-bit value does not fit its 256-byte register"),
+        (FPSR, 1 << 32, "0x100000000 does not fit its 4-byte register"),
+        (PC_ID, -1, "-1 is not an unsigned 64-bit value"),
+        (VREG[0], -1, "-1 is not an unsigned 128-bit value"),
+    ]:
+        saved = dict.fromkeys(WIDE_LIST, 0) | {reg: value}
+        with pytest.raises(RestoreError) as e:
+            restore_vcpu(v, saved)
+        assert e.value.reg_id == reg and e.value.written == 0
+        assert f"saved value {message}" in str(e.value) and "nothing written" in str(e.value)
+        assert v.writes == []
+
+
+def test_plain_mapping_values_are_checked_before_any_write_on_the_sim() -> None:
+    saved = save_vcpu(SimVm(1).vcpus[0]).as_dict()
+    for reg in (PC_ID, 0x6030_0000_0014_0000, EVENT_STATE_0):  # core, PSCI_VERSION, SDEI
+        bad = saved | {reg: -1}
+        v = SimVm(1).vcpus[0]
+        v.set_reg(PC_ID, 0x4444)
+        with pytest.raises(RestoreError) as e:
+            restore_vcpu(v, bad)
+        assert e.value.reg_id == reg and e.value.written == 0
+        assert "-1 is not an unsigned 64-bit value" in str(e.value)
+        assert "more problem" not in str(e.value)  # reported once, not by every rule
+        assert v.get_reg(PC_ID) == 0x4444

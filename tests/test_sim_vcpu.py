@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 from strategies import canonical_vcpu_states, reg_values, u64s, vcpu_states
 
 from sdei_state.cpu import CpuReg
-from sdei_state.errors import KvmError, RegError
+from sdei_state.errors import KvmError, RegError, RegListTooSmall
 from sdei_state.events import ASYNC_PF, SW_SIGNALED
 from sdei_state.regs import firmware
+from sdei_state.regs import sdei as sdei_regs
 from sdei_state.regs.sdei import (
     SDEI_REG_BY_ID,
     SDEI_REG_IDS,
@@ -30,7 +31,7 @@ from sdei_state.regs.sdei import (
 )
 from sdei_state.spec import Function, Ret
 from sdei_state.state import RESET_STATE, VcpuState
-from sdei_state.vcpu.sim import RegListTooSmall, SimVcpu, SimVm
+from sdei_state.vcpu.sim import SimVcpu, SimVm
 from sdei_state.vcpu.transport import RegTransport
 
 U64 = (1 << 64) - 1
@@ -423,6 +424,30 @@ def test_batch_failure_keeps_earlier_writes_only() -> None:
         v.set_regs([(X[1], 5), (EP_ARG[0], 6), (EVENT_STATE[0], 0x2), (EP_ARG[1], 7)])
     assert e.value.reg_id == EVENT_STATE[0]
     assert (v.get_reg(X[1]), v.get_reg(EP_ARG[0]), v.get_reg(EP_ARG[1])) == (5, 6, 0)
+
+
+def test_a_cross_register_conflict_names_the_write_that_makes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The event table cannot produce one today (one event per priority class), so stand one
+    # in: EP_ARG(0) and EP_ARG(1) both 7 "conflict". The batch then replays one write at a
+    # time: the first stays, the second is EINVAL naming it, as KVM writing in order would.
+    real_decode = sdei_regs.decode
+
+    def decode(values: dict[int, int]) -> VcpuState:
+        if values[EP_ARG[0]] == values[EP_ARG[1]] == 7:
+            raise sdei_regs.SdeiRegisterError(SDEI_REG_BY_ID[EP_ARG[1]], "VALUE", 7, "clash")
+        return real_decode(values)
+
+    monkeypatch.setattr(sdei_regs, "decode", decode)
+    v = SimVm(1).vcpus[0]
+    with pytest.raises(RegError) as e:
+        v.set_regs([(X[1], 5), (EP_ARG[0], 7), (EP_ARG[1], 7)])
+    assert (e.value.errno, e.value.reg_id, e.value.op) == (errno.EINVAL, EP_ARG[1], "SET")
+    assert "clash" in str(e.value)
+    assert (v.get_reg(X[1]), v.get_reg(EP_ARG[0]), v.get_reg(EP_ARG[1])) == (5, 7, 0)
+    v.set_regs([(EP_ARG[0], 1), (EP_ARG[1], 7)])  # no conflict: one state change
+    assert (v.get_reg(EP_ARG[0]), v.get_reg(EP_ARG[1])) == (1, 7)
 
 
 # -- firmware registers ------------------------------------------------------------------

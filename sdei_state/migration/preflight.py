@@ -16,6 +16,9 @@ The rules (DESIGN section 4, with the upstream facts of KVM-FW-REGS sections 2, 
   on a destination VM that has already run is refused (EBUSY).
 - The SDEI block of each vCPU passes ``regs.sdei.vcpu_problems`` (per-register checks and the
   cross-register facts the model could never produce).
+- Every saved value is an unsigned integer that fits its register (``KVM_REG_SIZE(id)``
+  bytes, U8 .. U2048; ``blob.value_problem``). A blob guarantees it; a plain mapping given to
+  ``restore_vcpu`` may not, and a write must never be the first to find out.
 - VM-wide registers (PSCI_VERSION, the bitmaps) hold one value across the blob's vCPUs, and the
   blob has as many vCPUs as the destination.
 
@@ -33,9 +36,8 @@ from typing import Any, Final, Literal
 from ..errors import KvmError, RegError
 from ..regs import firmware, ids
 from ..regs import sdei as sdei_regs
-from ..vcpu.sim import firmware_refusal
 from ..vcpu.transport import RegTransport
-from .blob import Blob
+from .blob import Blob, value_problem
 
 VM_WIDE: Final = frozenset((firmware.PSCI_VERSION, *firmware.BITMAPS))
 """Firmware registers that are one value per VM, whatever vCPU fd they are accessed through."""
@@ -195,8 +197,8 @@ def _check_firmware(
     err = firmware.check_set(reg_id, value, host=dest.host, current=current,
                              has_run=dest.has_run, psci_0_2=dest.psci_0_2)
     if err is not None:
-        out.add(firmware_refusal(reg_id, value, dest.host, current=current, errno_=err,
-                                 psci_0_2=dest.psci_0_2), reg_id, vcpu)
+        out.add(firmware.firmware_refusal(reg_id, value, dest.host, current=current,
+                                          errno_=err, psci_0_2=dest.psci_0_2), reg_id, vcpu)
 
 
 def check_vcpu(
@@ -208,7 +210,16 @@ def check_vcpu(
     out = _Findings()
     dropped: list[int] = []
     sdei_present = False
+    unfit: set[int] = set()  # values already refused: no rule below judges them again
     for rid, value in regs.items():
+        if isinstance(rid, bool) or not isinstance(rid, int) or not 0 <= rid <= ids.U64_MAX:
+            out.add(f"{rid!r} is not a register id (an unsigned 64-bit integer)", None, vcpu)
+            continue
+        problem = value_problem(rid, value)
+        if problem is not None:
+            out.add(f"saved value {problem}", rid, vcpu)
+            unfit.add(rid)
+            continue
         if rid not in dest.reg_ids:
             reset = droppable_value(rid)
             if reset is None:
@@ -227,7 +238,8 @@ def check_vcpu(
             _check_firmware(out, rid, value, dest, vcpu)
     if sdei_present or any(r in sdei_regs.SDEI_REG_BY_ID for r in dropped):
         for rid, reason in sdei_regs.vcpu_problems(regs):
-            out.add(reason, rid, vcpu)
+            if rid not in unfit:
+                out.add(reason, rid, vcpu)
     added = tuple(sorted(r for r in dest.reg_ids if r not in regs))
     return out.problems, tuple(dropped), added
 

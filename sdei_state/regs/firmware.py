@@ -478,6 +478,36 @@ def check_set(
     return None
 
 
+def firmware_refusal(
+    reg_id: int, value: int, host: HostFirmware, *, current: int, errno_: int,
+    psci_0_2: bool = True,
+) -> str:
+    """Why ``host`` refuses SET ``reg_id`` = ``value`` with ``errno_`` (what ``check_set``
+    answered), in words: the simulated vCPU's RegError reason and preflight's problem text."""
+    name = ids.short_name(reg_id)
+    if errno_ == errno.ENOENT:
+        return f"host {host.name} has no {name}"
+    if errno_ == errno.EBUSY:
+        return (f"the VM has run: {name} can no longer change "
+                f"({current:#x} -> {value:#x})")
+    decl = declaration(reg_id)
+    if decl.kind is FwKind.PSCI_VERSION:
+        ok = ", ".join(v.label for v in host.psci_versions(psci_0_2))
+        return (f"{decode_value(reg_id, value)} is not a PSCI version this vCPU "
+                f"accepts on host {host.name} ({ok})")
+    if decl.kind is FwKind.WORKAROUND:
+        need = wa_required_level(reg_id, value)
+        if need is None:
+            return f"{value:#x} is not a {name} value KVM accepts"
+        have = host.wa_level(reg_id)
+        return (f"saved level {decode_value(reg_id, value)} needs host level >= "
+                f"{need}; host {host.name} has {decode_value(reg_id, have)} "
+                "(the destination would be less safe)")
+    unknown = value & ~(host.known_bits(reg_id) or 0)
+    return (f"bits {unknown:#x} of {value:#x} are unknown to host {host.name} "
+            f"(known: {host.known_bits(reg_id) or 0:#x})")
+
+
 def get_value(
     reg_id: int, *, host: HostFirmware, stored: int | None = None, psci_0_2: bool = True
 ) -> int:

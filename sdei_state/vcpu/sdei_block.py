@@ -36,13 +36,24 @@ def check(reg_id: int, value: object) -> None:
 
 
 def write(machine: Machine, index: int, writes: Mapping[int, int]) -> None:
-    """Apply already-checked SDEI writes to vCPU ``index`` as one state change."""
+    """Apply already-checked SDEI writes to vCPU ``index`` as one state change.
+
+    Only a cross-register conflict (a second running handler in one priority class, which the
+    one-event-per-class table cannot produce today) stops the batch from decoding; then the
+    writes are replayed one at a time, in order, so the EINVAL names the write that conflicts
+    and the earlier ones stay, as KVM applying them one by one would leave them."""
     with machine.lock:
         values = sdei_regs.encode_map(machine.state(index))
         values.update(writes)
         try:
-            machine.set_state(index, sdei_regs.decode(values))
-        except (sdei_regs.SdeiRegisterError, StateError) as e:
-            # Not reachable for per-register-valid values; kept exact should the table grow.
-            rid = next(iter(writes))
-            raise RegError(errno.EINVAL, rid, "SET", str(e)) from None
+            state = sdei_regs.decode(values)
+        except (sdei_regs.SdeiRegisterError, StateError):
+            for rid, v in writes.items():
+                one = sdei_regs.encode_map(machine.state(index))
+                one[rid] = v
+                try:
+                    machine.set_state(index, sdei_regs.decode(one))
+                except (sdei_regs.SdeiRegisterError, StateError) as e:
+                    raise RegError(errno.EINVAL, rid, "SET", str(e)) from None
+            return
+        machine.set_state(index, state)

@@ -11,13 +11,15 @@ ABI of DESIGN section 4 would, errnos included (as ``errors.RegError``):
   register id with the wrong size (``validate_core_offset`` in guest.c); a malformed id;
 - EBUSY: a feature-bitmap change after the VM has run (any vCPU made a call or was dispatched);
 - ENOEXEC: any register access, list or run before ``init()`` (KVM_ARM_VCPU_INIT);
-- E2BIG: ``reg_list_into(n)`` with room for fewer than the vCPU lists (``RegListTooSmall``).
+- E2BIG: ``reg_list_into(n)`` with room for fewer than the vCPU lists
+  (``errors.RegListTooSmall``).
 
 The register list, in KVM's order: core registers (x0-x30, sp, pc, pstate, elr_el1, spsr_el1),
 the upstream firmware registers of the host, the 47 SDEI registers (when the host knows STD_BMAP
 bit 1), then the system registers (VBAR_EL1). PSCI_VERSION and the bitmaps are VM-wide (a write
 through any vCPU is seen by all), STD_BMAP bit 1 is the SDEI gate (``machine.enabled``), and a
-WORKAROUND write is a check that stores nothing, as upstream.
+WORKAROUND write is a check that stores nothing, as upstream. The SDEI block is served by
+``vcpu.sdei_block``, as the userspace provider serves it on a real vCPU.
 
 This is the library's default backend, and what ``sdei-state replay`` runs on.
 """
@@ -31,13 +33,14 @@ from types import MappingProxyType
 from typing import Final
 
 from ..cpu import CALL_ARGS, CpuReg, MemoryCpu
-from ..errors import KvmError, RegError
+from ..errors import KvmError, RegError, RegListTooSmall
 from ..events import Event
 from ..machine import CallOutcome, Machine, affinity_of
 from ..regs import firmware, ids
 from ..regs import sdei as sdei_regs
 from ..spec import function_by_name
-from ..state import RESET_STATE, U64_MAX, StateError, VcpuState
+from ..state import RESET_STATE, U64_MAX, VcpuState
+from . import sdei_block
 
 _SIZE_MASK: Final = ids.KVM_REG_SIZE_MASK
 _U64: Final = ids.RegSize.U64.bits
@@ -72,15 +75,6 @@ SYS_IDS: Final[tuple[int, ...]] = (_CPU_REG_IDS[CpuReg.VBAR_EL1],)
 def cpu_reg_id(reg: CpuReg) -> int:
     """The ONE_REG id that holds a CPU register of the model (``x0`` ... ``VBAR_EL1``)."""
     return _CPU_REG_IDS[reg]
-
-
-class RegListTooSmall(KvmError):
-    """KVM_GET_REG_LIST with ``n`` too small: E2BIG, and ``n`` is the count KVM writes back."""
-
-    def __init__(self, needed: int, given: int) -> None:
-        self.n = needed
-        super().__init__(errno.E2BIG, f"KVM_GET_REG_LIST: the vCPU has {needed} registers, "
-                                      f"the list has room for {given}")
 
 
 def _is_sdei_host(host: firmware.HostFirmware) -> bool:
@@ -198,27 +192,26 @@ class SimVcpu:
 
     def get_reg(self, reg_id: int) -> int:
         """KVM_GET_ONE_REG."""
-        kind = self._lookup(reg_id, "GET")
-        if kind is _Kind.SDEI:
-            st = self.vm.machine.state(self.index)
-            return sdei_regs.encode_map(st)[reg_id]
-        if kind is _Kind.FW:
-            return firmware.get_value(reg_id, host=self.vm.host, stored=self.vm._fw.get(reg_id),
-                                      psci_0_2=self.vm.psci_0_2)
-        return self.cpu[self.vm._cpu_regs[reg_id]]
+        return self.get_regs((reg_id,))[0]
 
     def get_regs(self, reg_ids: Sequence[int]) -> list[int]:
-        """GET of each id in order; raises on the first failure."""
+        """GET of each id in order; raises on the first failure (before reading anything)."""
+        vm = self.vm
         kinds = [self._lookup(rid, "GET") for rid in reg_ids]
-        sdei_vals: dict[int, int] | None = None
+        sdei_ids = [rid for rid, kind in zip(reg_ids, kinds, strict=True)
+                    if kind is _Kind.SDEI]
+        # One consistent snapshot of the SDEI block for the whole batch.
+        sdei_vals = dict(zip(sdei_ids, sdei_block.read(vm.machine, self.index, sdei_ids),
+                             strict=True)) if sdei_ids else {}
         out: list[int] = []
         for rid, kind in zip(reg_ids, kinds, strict=True):
             if kind is _Kind.SDEI:
-                if sdei_vals is None:  # one consistent snapshot for the whole batch
-                    sdei_vals = sdei_regs.encode_map(self.vm.machine.state(self.index))
                 out.append(sdei_vals[rid])
+            elif kind is _Kind.FW:
+                out.append(firmware.get_value(rid, host=vm.host, stored=vm._fw.get(rid),
+                                              psci_0_2=vm.psci_0_2))
             else:
-                out.append(self.get_reg(rid))
+                out.append(self.cpu[vm._cpu_regs[rid]])
         return out
 
     def set_reg(self, reg_id: int, value: int) -> None:
@@ -228,8 +221,9 @@ class SimVcpu:
     def set_regs(self, items: Sequence[tuple[int, int]]) -> None:
         """SET of each (id, value) in order; raises on the first failure (earlier writes stay).
 
-        SDEI writes of one batch are applied to the model as one state change; that equals
-        writing them one by one because every per-register-valid intermediate decodes."""
+        SDEI writes of one batch are applied to the model as one state change
+        (``sdei_block.write``); that equals writing them one by one because every
+        per-register-valid intermediate decodes."""
         vm = self.vm
         with vm.machine.lock:
             pending: dict[int, int] = {}  # SDEI writes not yet applied to the model
@@ -238,35 +232,16 @@ class SimVcpu:
                     kind = self._lookup(reg_id, "SET")
                     self._check_value(reg_id, value)
                     if kind is _Kind.SDEI:
-                        reason = sdei_regs.check_value(reg_id, value)
-                        if reason is not None:
-                            raise RegError(errno.EINVAL, reg_id, "SET", reason)
+                        sdei_block.check(reg_id, value)
                         pending[reg_id] = value
                     elif kind is _Kind.FW:
                         self._set_fw(reg_id, value)
                     else:
                         self.cpu[vm._cpu_regs[reg_id]] = value
             finally:
+                # Earlier writes stay when a later one fails, the SDEI ones included.
                 if pending:
-                    self._apply_sdei(pending)
-
-    def _apply_sdei(self, writes: Mapping[int, int]) -> None:
-        machine = self.vm.machine
-        values = sdei_regs.encode_map(machine.state(self.index))
-        values.update(writes)
-        try:
-            state = sdei_regs.decode(values)
-        except (sdei_regs.SdeiRegisterError, StateError):
-            # Only a cross-register conflict gets here; replay one by one for exact errnos.
-            for rid, v in writes.items():
-                one = sdei_regs.encode_map(machine.state(self.index))
-                one[rid] = v
-                try:
-                    machine.set_state(self.index, sdei_regs.decode(one))
-                except (sdei_regs.SdeiRegisterError, StateError) as e:
-                    raise RegError(errno.EINVAL, rid, "SET", str(e)) from None
-            return
-        machine.set_state(self.index, state)
+                    sdei_block.write(vm.machine, self.index, pending)
 
     def _set_fw(self, reg_id: int, value: int) -> None:
         vm = self.vm
@@ -275,9 +250,8 @@ class SimVcpu:
         err = firmware.check_set(reg_id, value, host=vm.host, current=current,
                                  has_run=vm.has_run, psci_0_2=vm.psci_0_2)
         if err is not None:
-            raise RegError(err, reg_id, "SET", firmware_refusal(reg_id, value, vm.host,
-                                                          current=current, errno_=err,
-                                                          psci_0_2=vm.psci_0_2))
+            raise RegError(err, reg_id, "SET", firmware.firmware_refusal(
+                reg_id, value, vm.host, current=current, errno_=err, psci_0_2=vm.psci_0_2))
         if firmware.is_stored(reg_id):
             vm._fw[reg_id] = value
             if reg_id == firmware.STD_BMAP:
@@ -347,31 +321,3 @@ class SimVcpu:
     def __repr__(self) -> str:
         return f"SimVcpu({self.index} of {self.vm!r})"
 
-
-def firmware_refusal(
-    reg_id: int, value: int, host: firmware.HostFirmware, *, current: int, errno_: int,
-    psci_0_2: bool = True,
-) -> str:
-    """Why ``host`` refuses SET ``reg_id`` = ``value`` with ``errno_``, in words."""
-    name = ids.short_name(reg_id)
-    if errno_ == errno.ENOENT:
-        return f"host {host.name} has no {name}"
-    if errno_ == errno.EBUSY:
-        return (f"the VM has run: {name} can no longer change "
-                f"({current:#x} -> {value:#x})")
-    decl = firmware.declaration(reg_id)
-    if decl.kind is firmware.FwKind.PSCI_VERSION:
-        ok = ", ".join(v.label for v in host.psci_versions(psci_0_2))
-        return (f"{firmware.decode_value(reg_id, value)} is not a PSCI version this vCPU "
-                f"accepts on host {host.name} ({ok})")
-    if decl.kind is firmware.FwKind.WORKAROUND:
-        need = firmware.wa_required_level(reg_id, value)
-        if need is None:
-            return f"{value:#x} is not a {name} value KVM accepts"
-        have = host.wa_level(reg_id)
-        return (f"saved level {firmware.decode_value(reg_id, value)} needs host level >= "
-                f"{need}; host {host.name} has {firmware.decode_value(reg_id, have)} "
-                "(the destination would be less safe)")
-    unknown = value & ~(host.known_bits(reg_id) or 0)
-    return (f"bits {unknown:#x} of {value:#x} are unknown to host {host.name} "
-            f"(known: {host.known_bits(reg_id) or 0:#x})")
