@@ -864,17 +864,18 @@ def _aarch32_and_el2() -> Conformance:
     s.get_reg(0, "SDEI_EVENT_STATE(0)", 0b1011, note="still pending")
     s.cpu(0, pc=0x8000, pstate=0xD, note="EL3h")
     s.no_dispatch(0, pc=0x8000, pstate=0xD)
-    # AArch32 User with N, Z and T (bit 5): nRW and mode become EL1h, T is kept.
+    # AArch32 User with N, Z and T (bit 5): an AArch32 SPSR layout. NZCV keep their place;
+    # T has no AArch64 meaning (bit 5 is RES0 there) and is dropped.
     s.cpu(0, pc=0x8002, pstate=0xC000_0030)
-    s.dispatch(0, EV0, pc=0x10000, pstate=0xC000_03E5, x1=0x32, x2=0x8002, x3=0xC000_0030,
-               note="nRW cleared, DAIF set, other bits kept")
+    s.dispatch(0, EV0, pc=0x10000, pstate=0xC000_03C5, x1=0x32, x2=0x8002, x3=0xC000_0030,
+               note="EL1h, DAIF set, NZCV kept, AArch32 T dropped")
     s.get_reg(0, "SDEI_CONTEXT(0, 19)", 0xC000_0030)
     s.complete(0, "EVENT_COMPLETE_AND_RESUME", 0x9000, x=(0, 0, 0, 0))
     return s.build(
         "aarch32-and-el2",
         "no dispatch while the guest is at EL2/EL3 (event stays pending); interrupting "
         "AArch32 User: entry PSTATE, COMPLETE_AND_RESUME ELR/SPSR",
-        {"cpu.pc": 0x9000, "cpu.pstate": 0xC000_03E5, "cpu.elr_el1": 0x8002,
+        {"cpu.pc": 0x9000, "cpu.pstate": 0xC000_03C5, "cpu.elr_el1": 0x8002,
          "cpu.spsr_el1": 0xC000_0030, "SDEI_EVENT_STATE(0)": 3})
 
 

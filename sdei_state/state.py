@@ -71,6 +71,11 @@ PSTATE_DAIF: Final = PSTATE_D | PSTATE_A | PSTATE_I | PSTATE_F
 PSTATE_BTYPE: Final = 0b11 << 10
 PSTATE_IL: Final = 1 << 20
 PSTATE_SS: Final = 1 << 21
+PSTATE_SSBS: Final = 1 << 12
+PSTATE_PAN: Final = 1 << 22
+PSTATE_DIT: Final = 1 << 24
+PSTATE_NZCV: Final = 0xF << 28
+PSR_AA32_SSBS: Final = 1 << 23  # AArch32 SPSR layout: SSBS is bit 23, not bit 12
 
 
 class Mode(IntEnum):
@@ -96,7 +101,15 @@ def pstate_mode_ok(pstate: int) -> bool:
 
 def handler_entry_pstate(interrupted: int) -> int:
     """PSTATE on handler entry (DESIGN section 5): EL1h, nRW 0, DAIF set, SS/IL/BTYPE cleared."""
-    keep = interrupted & ~(PSTATE_MODE_MASK | PSTATE_SS | PSTATE_IL | PSTATE_BTYPE)
+    if interrupted & PSTATE_NRW:
+        # An AArch32 SPSR: only NZCV, PAN and DIT share the AArch64 positions; SSBS moves from
+        # bit 23 to bit 12; T, E, IT, GE and Q have no AArch64 meaning (bit 12 would be SSBS,
+        # 13 ALLINT, 23 UAO, 25 TCO), so they are dropped.
+        keep = interrupted & (PSTATE_NZCV | PSTATE_PAN | PSTATE_DIT)
+        if interrupted & PSR_AA32_SSBS:
+            keep |= PSTATE_SSBS
+    else:
+        keep = interrupted & ~(PSTATE_MODE_MASK | PSTATE_SS | PSTATE_IL | PSTATE_BTYPE)
     return (keep | PSTATE_DAIF | Mode.EL1H) & U64_MAX
 
 
