@@ -19,18 +19,32 @@ from .report import REPORTERS
 
 
 def all_suites(backend: Backend) -> list[Suite]:
-    from . import model
+    """Every suite, in the order they run; those the backend cannot serve skip with its
+    reason (``Backend.missing``)."""
+    from . import fw_suite, migration_suite, model, sdei_suites, stress_suite
 
-    suites = [model.suite()]
+    suites = [model.suite(), fw_suite.suite(), sdei_suites.calls_suite(),
+              sdei_suites.dispatch_suite(), migration_suite.suite(), stress_suite.suite(),
+              sdei_suites.in_kernel_suite(migration_suite.in_kernel_cases())]
     suites.extend(backend.extra_suites())
     return suites
 
 
 def main(*, backend: str = "auto", fmt: str = "text", output: str | None = None,
          suites: Sequence[str] | None = None, list_only: bool = False) -> int:
+    """``sdei-state selftest``: run the suites on the backend ``pick_backend`` chooses and
+    report; the exit status is 1 on any failure (or when nothing could run), else 0."""
+    be = pick_backend(backend)
+    try:
+        return _run(be, fmt, output, suites, list_only)
+    finally:
+        be.close()
+
+
+def _run(be: Backend, fmt: str, output: str | None, suites: Sequence[str] | None,
+         list_only: bool) -> int:
     from ..cli import UserError
 
-    be = pick_backend(backend)
     chosen = all_suites(be)
     if suites:
         names = {s.name for s in chosen}
@@ -55,14 +69,17 @@ def main(*, backend: str = "auto", fmt: str = "text", output: str | None = None,
     if live:
         print("\r".ljust(79) + "\r", end="", file=sys.stderr)
     text = REPORTERS[fmt](results, be.name, time.perf_counter() - t0)
+    notes = be.memo.get("notes", [])
+    if fmt == "text" and notes:
+        text += "\nnotes:\n" + "".join(f"  {n}\n" for n in notes)
     if output:
         try:
             Path(output).write_text(text)
         except OSError as e:
             raise UserError(f"{output}: {e.strerror}") from None
         tally = counts(results)
-        print(f"{tally[Outcome.PASS]} passed, {tally[Outcome.FAIL]} failed, {tally[Outcome.SKIP]} skipped "
-              f"on {be.name}; report in {output}")
+        print(f"{tally[Outcome.PASS]} passed, {tally[Outcome.FAIL]} failed, "
+              f"{tally[Outcome.SKIP]} skipped on {be.name}; report in {output}")
     else:
         sys.stdout.write(text)
     ran = [r for r in results if r.outcome is not Outcome.SKIP]
