@@ -310,9 +310,9 @@ def test_userspace_provider_engine_passes_every_sdei_suite() -> None:
     assert failures({k: v for k, v in res.items() if k != "sdei-in-kernel"}) == []
     assert all(r.outcome is Outcome.SKIP for r in res["sdei-in-kernel"])
     notes = be.memo["notes"]
-    assert len(notes) == 5 and sum("migrated" in n for n in notes) == 4
-    assert notes[1] == ("migration: restore_vm's read-back stopped at CNTPCT_EL0, a counter "
-                        "that ticks; the selftest finished the restore (runner_kvm.restore)")
+    # The fake kernel's CNTPCT_EL0 ticks between SET and GET, as a real one does: restore_vm
+    # leaves the counters out of its read-back, so every migration goes through it plainly.
+    assert len(notes) == 4 and all("migrated" in n for n in notes)
 
 
 def test_in_kernel_engine_passes_the_in_kernel_suite() -> None:

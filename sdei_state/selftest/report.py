@@ -10,20 +10,23 @@ from .core import CaseResult, Outcome, counts
 
 def text(results: Sequence[CaseResult], backend: str, seconds: float) -> str:
     lines = [f"sdei-state selftest on backend: {backend}"]
-    suite = None
-    for r in results:
-        if r.suite != suite:
-            suite = r.suite
-            per = [x for x in results if x.suite == suite]
-            c = counts(per)
-            t = sum(x.seconds for x in per)
-            lines.append(f"\n[{suite}] {c[Outcome.PASS]} passed, {c[Outcome.FAIL]} failed, "
-                         f"{c[Outcome.SKIP]} skipped ({t:.2f}s)")
-        mark = {Outcome.PASS: "ok  ", Outcome.FAIL: "FAIL", Outcome.SKIP: "skip"}[r.outcome]
-        line = f"  {mark} {r.case}"
-        if r.message:
-            line += f"  -- {r.message}"
-        lines.append(line)
+    for suite in dict.fromkeys(r.suite for r in results):
+        per = [x for x in results if x.suite == suite]
+        c = counts(per)
+        t = sum(x.seconds for x in per)
+        lines.append(f"\n[{suite}] {c[Outcome.PASS]} passed, {c[Outcome.FAIL]} failed, "
+                     f"{c[Outcome.SKIP]} skipped ({t:.2f}s)")
+        reasons = {x.message for x in per}
+        if c[Outcome.SKIP] == len(per) and len(reasons) == 1:
+            # A whole suite the backend cannot serve: its reason once, not once per case.
+            lines.append(f"  skip all {len(per)} cases  -- {reasons.pop()}")
+            continue
+        for r in per:
+            mark = {Outcome.PASS: "ok  ", Outcome.FAIL: "FAIL", Outcome.SKIP: "skip"}[r.outcome]
+            line = f"  {mark} {r.case}"
+            if r.message:
+                line += f"  -- {r.message}"
+            lines.append(line)
     c = counts(results)
     lines.append(f"\n{c[Outcome.PASS]} passed, {c[Outcome.FAIL]} failed, "
                  f"{c[Outcome.SKIP]} skipped in {seconds:.2f}s on {backend}")
