@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 from types import MappingProxyType
@@ -216,7 +217,7 @@ class SveKind(Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class RegId:
+class RegId(ABC):
     """A decoded, well-formed arm64 register id. Subclasses carry the group's fields."""
 
     GROUP: ClassVar[Group]
@@ -235,14 +236,14 @@ class RegId:
         return self.size.nbytes
 
     @property
+    @abstractmethod
     def expr(self) -> str:
         """The C expression that builds the id, as the kernel's get-reg-list prints it."""
-        raise NotImplementedError
 
     @property
+    @abstractmethod
     def name(self) -> str | None:
         """The short name (``VBAR_EL1``, ``x0``, ``PSCI_VERSION``), or None if it has none."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True, slots=True)
