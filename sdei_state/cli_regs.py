@@ -214,6 +214,9 @@ def cmd_blob_preflight(a: argparse.Namespace) -> int:
         host = firmware.PRESETS[a.host]
     except KeyError:
         raise _user_error(f"--host {a.host!r}: one of {', '.join(firmware.PRESETS)}") from None
+    if a.vcpus < 0:
+        raise _user_error(f"--vcpus {a.vcpus}: a destination needs at least one vCPU "
+                          "(0 means as many as the blob)")
     vm = SimVm(a.vcpus or blob.nr_vcpus, host=host)
     report = preflight(blob, vm.vcpus)
     if a.json:

@@ -104,6 +104,12 @@ def test_blob_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert rc == 2 and err.startswith(f"sdei-state: {bad}: ") and "CRC" in err
     rc, _, err = run(capsys, "blob", "show", str(tmp_path / "missing.blob"))
     assert rc == 2 and "No such file" in err
+    good_path = tmp_path / "good.blob"
+    rc, _, err = run(capsys, "blob", "preflight", str(good_path), "--vcpus", "-1")
+    assert rc == 2 and err == ("sdei-state: --vcpus -1: a destination needs at least one "
+                               "vCPU (0 means as many as the blob)\n")
+    rc, _, err = run(capsys, "blob", "preflight", str(good_path), "--host", "nope")
+    assert rc == 2 and err.startswith("sdei-state: --host 'nope': one of 6.12")
 
 
 def test_replay_from_stdin_and_errors(monkeypatch: pytest.MonkeyPatch,

@@ -45,6 +45,7 @@ from ..migration import Blob, VcpuRegisters, restore_vm, save_vm
 from ..regs import firmware as fw
 from ..regs.ids import describe
 from ..regs.sdei import VCPU_STATE_ID
+from ..vcpu.transport import RegTransport
 from .core import Case, CheckFailed, Skip, Suite, expect_eq
 
 
@@ -190,23 +191,29 @@ def _reg_list(config: str) -> Callable[[Any], None]:
     return run
 
 
+def read_write_back(vcpu: RegTransport) -> list[str]:
+    """GET every listed register and SET the value read (get-reg-list's round trip); one
+    message per register that failed either way."""
+    failures = []
+    for rid in vcpu.reg_list():
+        try:
+            value = vcpu.get_reg(rid)
+        except RegError as e:
+            failures.append(f"GET {name(rid)}: {e.errname}")
+            continue
+        try:
+            vcpu.set_reg(rid, value)
+        except RegError as e:
+            failures.append(f"SET {name(rid)} = {value:#x} (the value read): {e.errname}")
+    return failures
+
+
 def _get_set(config: str) -> Callable[[Any], None]:
     def run(backend: Any) -> None:
         subs = CONFIGS[config]
         _require_caps(backend.kvm, subs)
-        failures = []
         with fresh_vcpu(backend.kvm, _features(subs)) as vcpu:
-            for rid in vcpu.reg_list():
-                try:
-                    value = vcpu.get_reg(rid)
-                except RegError as e:
-                    failures.append(f"GET {name(rid)}: {e.errname}")
-                    continue
-                try:
-                    vcpu.set_reg(rid, value)
-                except RegError as e:
-                    failures.append(f"SET {name(rid)} = {value:#x} (the value read): "
-                                    f"{e.errname}")
+            failures = read_write_back(vcpu)
         _first(failures, f"config {config}")
 
     return run
@@ -320,8 +327,6 @@ def _psci_reaches_guest(backend: Any) -> None:
 
 
 def _save_restore(backend: Any) -> None:
-    from .runner_kvm import restore
-
     kvm = backend.kvm
     changed = ((fw.PSCI_VERSION, int(fw.PsciVersion.V1_0)), (fw.STD_BMAP, 0),
                (fw.VENDOR_HYP_BMAP, 0b01))
@@ -335,9 +340,7 @@ def _save_restore(backend: Any) -> None:
                           strict=True))
         if all(before[r] == v for r, v in changed):
             raise CheckFailed("the destination already holds the saved values: nothing shown")
-        note = restore([dst], blob)
-        if note:
-            backend.memo.setdefault("notes", []).append(f"firmware-registers: {note}")
+        restore_vm([dst], blob)
         fw_ids = [r for r in blob.reg_ids if fw.is_firmware_reg(r)]
         expect_eq("firmware registers of the destination after restore",
                   {name(r): hex(v) for r, v in zip(fw_ids, dst.get_regs(fw_ids), strict=True)},

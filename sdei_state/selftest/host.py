@@ -237,8 +237,6 @@ class Migration:
     seconds: float
     blob: Blob
     """What was saved (every register of every vCPU)."""
-    note: str = ""
-    """Anything the selftest had to do beyond save_vm/restore_vm (see runner_kvm.restore)."""
 
 
 _CORE: Final = (*((ids.core_reg(f"x{n}"), f"x{n}") for n in range(31)),

@@ -25,7 +25,7 @@ from __future__ import annotations
 import errno
 import time
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, Self
 
 from ..cpu import CpuRegs
 from ..errors import KvmError
@@ -37,7 +37,7 @@ from ..guest.sim import Dispatched, Injected, Served, TraceItem
 from ..kvm import HypercallExit, Kvm, MmioExit, Vcpu, VcpuFeature, Vm
 from ..kvm.arm64 import REG_PC
 from ..machine import Machine
-from ..migration import Blob, restore_vm, save_vm
+from ..migration import restore_vm, save_vm
 from ..provider import SdeiProvider
 from ..regs import sdei as sdei_regs
 from ..state import VcpuState
@@ -71,13 +71,6 @@ class Loadable(Protocol):
 
     @property
     def entry(self) -> int: ...
-
-
-def restore(dests: Sequence[RegTransport], blob: Blob) -> str:
-    """``restore_vm(dests, blob)``; the returned note is empty (kept for the report's notes:
-    a restore that needed a workaround would say so here)."""
-    restore_vm(dests, blob)
-    return ""
 
 
 def _new_vm(kvm: Kvm, programs: Sequence[Loadable], load: bool) -> tuple[Vm, list[Vcpu]]:
@@ -166,6 +159,25 @@ class _KvmBase:
         """What save and restore go through, one per vCPU."""
         return list(self.vcpus)
 
+    def migrate(self) -> tuple[Self, Migration]:
+        """Save everything, restore into a new VM of the same kind (a new provider for the
+        userspace engine), copy memory; close this VM. Returns the new engine and what was
+        carried."""
+        t0 = time.perf_counter()
+        blob = save_vm(self.transports())
+        mems = [self.memory(i) for i in range(self.nr_vcpus)]
+        dest = type(self)(self.kvm, self.programs, load=False)
+        try:
+            restore_vm(dest.transports(), blob)
+            for i, m in enumerate(mems):
+                dest.write_memory(i, m)
+        except BaseException:
+            dest.close()
+            raise
+        self.close()
+        return dest, Migration(len(blob.reg_ids), len(blob.to_bytes()),
+                               sum(len(m) for m in mems), time.perf_counter() - t0, blob)
+
     def close(self) -> None:
         self.vm.close()
 
@@ -216,23 +228,6 @@ class KvmEngine(_KvmBase):
     def transports(self) -> list[RegTransport]:
         return list(self.views)
 
-    def migrate(self) -> tuple[KvmEngine, Migration]:
-        """Save everything, restore into a new VM (new provider), copy memory; close this
-        VM. Returns the new engine and what was carried."""
-        t0 = time.perf_counter()
-        blob = save_vm(self.transports())
-        mems = [self.memory(i) for i in range(self.nr_vcpus)]
-        dest = KvmEngine(self.kvm, self.programs, load=False)
-        try:
-            note = restore(dest.transports(), blob)
-            for i, m in enumerate(mems):
-                dest.write_memory(i, m)
-        except BaseException:
-            dest.close()
-            raise
-        self.close()
-        return dest, _migration(blob, mems, t0, note)
-
 
 class InKernelEngine(_KvmBase):
     """Real KVM whose kernel implements the SDEI registers itself (no provider)."""
@@ -278,27 +273,6 @@ class InKernelEngine(_KvmBase):
 
     def sees(self, item: TraceItem) -> bool:
         return isinstance(item, Injected) or not isinstance(item, Served | Dispatched)
-
-    def migrate(self) -> tuple[InKernelEngine, Migration]:
-        """As ``KvmEngine.migrate``, the kernel holding the SDEI state on both sides."""
-        t0 = time.perf_counter()
-        blob = save_vm(self.transports())
-        mems = [self.memory(i) for i in range(self.nr_vcpus)]
-        dest = InKernelEngine(self.kvm, self.programs, load=False)
-        try:
-            note = restore(dest.transports(), blob)
-            for i, m in enumerate(mems):
-                dest.write_memory(i, m)
-        except BaseException:
-            dest.close()
-            raise
-        self.close()
-        return dest, _migration(blob, mems, t0, note)
-
-
-def _migration(blob: Blob, mems: Sequence[bytes], t0: float, note: str) -> Migration:
-    return Migration(len(blob.reg_ids), len(blob.to_bytes()), sum(len(m) for m in mems),
-                     time.perf_counter() - t0, blob, note)
 
 
 def lists_sdei(vcpu: RegTransport) -> bool:

@@ -135,8 +135,6 @@ def run_scenario(backend: Any, scenario: Scenario, *, in_kernel: bool = False) -
             notes.append(f"{scenario.key}: migrated {m.registers} registers "
                          f"({m.blob_bytes} bytes) and {m.memory_bytes >> 10} KiB of memory in "
                          f"{m.seconds:.3f}s")
-            if m.note and f"migration: {m.note}" not in notes:
-                notes.append(f"migration: {m.note}")
     except HostError as e:
         err = CheckFailed(f"scenario {scenario.key}: {e}")
         memo[key] = err

@@ -57,18 +57,7 @@ def test_every_listed_register_reads_and_writes_back(kvm: Kvm, make_vcpu: VcpuFa
                                                      config: str) -> None:
     subs = CONFIGS[config]
     _require_caps(kvm, subs)
-    vcpu = make_vcpu(_features(subs))
-    failures = []
-    for rid in vcpu.reg_list():
-        try:
-            value = vcpu.get_reg(rid)
-        except RegError as e:
-            failures.append(f"GET {name(rid)}: {e.errname}")
-            continue
-        try:
-            vcpu.set_reg(rid, value)
-        except RegError as e:
-            failures.append(f"SET {name(rid)} = {value:#x} (the value read): {e.errname}")
+    failures = fw_suite.read_write_back(make_vcpu(_features(subs)))
     assert not failures, f"config {config}:\n  " + "\n  ".join(failures)
 
 
