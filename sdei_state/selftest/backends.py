@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from .core import Suite
+from .core import BackendUnavailable, Suite
 
 if TYPE_CHECKING:
     from ..guest.builder import GuestProgram
@@ -97,9 +97,8 @@ class SimBackend:
 
 
 def pick_backend(choice: str) -> Backend:
-    """``auto``: arm64 KVM if it can be used here, else the simulated vCPU."""
-    from ..cli import UserError
-
+    """``auto``: arm64 KVM if it can be used here, else the simulated vCPU. ``kvm`` where
+    it cannot be used raises ``BackendUnavailable`` with the reason."""
     if choice == "sim":
         return SimBackend("--backend sim was asked for")
     from .kvm_backend import probe_kvm
@@ -108,5 +107,5 @@ def pick_backend(choice: str) -> Backend:
     if kvm is not None:
         return kvm
     if choice == "kvm":
-        raise UserError(f"--backend kvm: {why}")
+        raise BackendUnavailable(f"--backend kvm: {why}")
     return SimBackend(why)
