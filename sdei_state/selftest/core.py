@@ -19,7 +19,8 @@ from typing import Any, Final, NoReturn
 from ..errors import SdeiStateError
 
 # The exit codes of tools/testing/selftests/kselftest.h (KSFT_PASS, KSFT_FAIL, KSFT_SKIP): the
-# kselftest runner (run_kselftest.sh) reports 4 as a skip, any other nonzero status as a failure.
+# kselftest runner (tools/testing/selftests/kselftest/runner.sh) reports 4 as a skip and any
+# other nonzero status as a failure.
 KSFT_PASS: Final = 0
 KSFT_FAIL: Final = 1
 KSFT_SKIP: Final = 4
