@@ -23,8 +23,8 @@ MARKER_TEXT: Final = "sdei-state lab cache: `sdei-state lab clean` may delete th
 
 # Every top-level name build/run write (and their temporary directories), for adoption.
 _LAB_NAMES: Final = ("kernels", "debs", "boot", "runs", "uapi-arm64", "userspace.cpio",
-                     "userspace.stamp", "app-*.cpio", "last-console.log", "kpkg-*", "rootfs-*",
-                     "app-*", "uapi-*", ".tmp-*", MARKER)
+                     "userspace.stamp", "last-console.log", "app-*",  # app-<digest>.cpio too
+                     "kpkg-*", "rootfs-*", "uapi-*", ".tmp-*", MARKER)
 
 
 class CacheError(RuntimeError):
