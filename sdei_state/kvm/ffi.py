@@ -3,7 +3,7 @@
 Both modes read the same declarations (``cdefs/kvm.h``) and present one interface,
 ``Backend``, to the rest of ``sdei_state.kvm``:
 
-- ``api``: the compiled module ``_sdei_state_kvm`` (built by ``setup.py`` at install when a C
+- ``api``: the compiled module ``sdei_state.kvm._api`` (built by ``setup.py`` at install when a C
   compiler is present, or on demand into ``~/.cache/sdei-state/cffi/`` when ``api`` is asked
   for explicitly). It adds two small C helpers: an ioctl that returns ``-errno``, and a loop
   that issues many ONE_REG ioctls in one call into C.
@@ -202,9 +202,9 @@ def cache_dir() -> Path:
 
 
 def _build_in_cache() -> Path:
-    """Compile ``_sdei_state_kvm`` into a cache directory keyed by its sources; reuse it."""
+    """Compile ``sdei_state.kvm._api`` into a cache directory keyed by its sources; reuse it."""
     final = cache_dir() / _build.source_key()
-    found = sorted(final.glob(f"{_build.MODULE_NAME}*.so")) if final.is_dir() else []
+    found = sorted(final.glob(f"{_build.MODULE_BASENAME}.*.so")) if final.is_dir() else []
     if found:
         return found[0]
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -224,7 +224,7 @@ def _build_in_cache() -> Path:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return sorted(final.glob(f"{_build.MODULE_NAME}*.so"))[0]
+    return sorted(final.glob(f"{_build.MODULE_BASENAME}.*.so"))[0]
 
 
 def describe() -> str:

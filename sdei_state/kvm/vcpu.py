@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import sys
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -48,7 +49,9 @@ class RegBatch:
 
     def __init__(self, vcpu: Vcpu, reg_ids: Sequence[int]) -> None:
         ffi = vcpu.backend.ffi
-        self._vcpu = vcpu
+        # Weak: the vCPU caches its batches, a strong back reference would be a cycle keeping
+        # a dropped vCPU's fd and kvm_run mapping alive until the cycle collector runs.
+        self._vcpu_ref = weakref.ref(vcpu)
         self.ids = tuple(reg_ids)
         n = len(self.ids)
         for rid in self.ids:
@@ -67,6 +70,13 @@ class RegBatch:
             self._regs[i].addr = base + 8 * off
             self._offsets.append(off)
             off += words[i]
+
+    @property
+    def _vcpu(self) -> Vcpu:
+        v = self._vcpu_ref()
+        if v is None:
+            raise KvmError(errno.EBADF, "RegBatch: its vCPU was dropped (closed)")
+        return v
 
     def get(self) -> list[int]:
         """``KVM_GET_ONE_REG`` of every id, in order; RegError at the first failure."""
