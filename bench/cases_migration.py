@@ -60,10 +60,14 @@ def save_restore_case(env: KvmEnv, *, ops: int, rounds: int) -> dict[str, Any]:
 
     subjects = {mode: job(MsrVcpu(v, values, env.msrs)) for mode, v in env.vcpus.items()}
     library = per_op(job(MsrVcpu(None, values, env.msrs)), ops=ops, rounds=rounds)
+    assert rec.calls is not None
+    calls, idle = rec.calls, MsrVcpu(None, values, env.msrs)
+    stand_in = per_op(timed(lambda: idle.replay_calls(calls)), ops=ops, rounds=rounds)
     out = compare(("C, the same ioctls", trace.variant()), subjects, ops=ops, rounds=rounds)
     for v in out["variants"].values():
         v["library_ns"] = library
     return {"registers": len(values), "ioctls_per_op": len(trace.ops),
+            "transport_calls_per_op": len(calls), "stand_in_ns": stand_in,
             "ioctls_by_kind": {k: sum(1 for o in trace.ops if o[0] == k)
                                for k in ("LIST", "GET", "SET")}, **out}
 

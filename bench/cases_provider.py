@@ -63,10 +63,11 @@ def _minimum(t: MsrVcpu) -> dict[str, list[Op]]:
 class _Served:
     """A provider serving vCPU 0 over ``MsrVcpu``, with event 0 registered and enabled."""
 
-    def __init__(self, env: KvmEnv, mode: str | None) -> None:
+    def __init__(self, env: KvmEnv, mode: str | None, *, record: bool = False) -> None:
         values = {rid: 0 for rid in REG_IDS.values()}
         values[REG_IDS[CpuReg.PSTATE]] = EL1H
-        self.t = MsrVcpu(env.vcpus[mode] if mode else None, values, env.msrs)
+        self.values = values
+        self.t = MsrVcpu(env.vcpus[mode] if mode else None, values, env.msrs, record=record)
         self.p = SdeiProvider(1)
         self.p.attach(0, self.t)
         self.mem = MemoryCpu()  # set-up calls answer here, without ioctls
@@ -107,28 +108,35 @@ class _Served:
                 "dispatch": timed_each(self.make_pending, self.do_dispatch),
                 "COMPLETE": timed_each(self.make_running, self.do_complete)}
 
-    def count(self) -> dict[str, int]:
-        """The ioctls each job makes, counted on one call."""
+    def count(self) -> dict[str, tuple[int, list[tuple[str, tuple[Any, ...]]]]]:
+        """The ioctls each job makes, counted on one call, and its transport calls (the
+        stand-in must have been made with ``record``)."""
         out = {}
+        calls = self.t.calls
+        assert calls is not None
         jobs: tuple[tuple[str, Callable[[], None], Callable[[], None]], ...] = (
             ("EVENT_STATUS", _nothing, self.do_status),
             ("dispatch", self.make_pending, self.do_dispatch),
             ("COMPLETE", self.make_running, self.do_complete))
         for name, setup, op in jobs:
             setup()
-            before = self.t.ioctls
+            before, first = self.t.ioctls, len(calls)
             op()
-            out[name] = self.t.ioctls - before
+            out[name] = (self.t.ioctls - before, calls[first:])
         return out
 
 
 def case(env: KvmEnv, *, ops: int, rounds: int) -> dict[str, Any]:
     modes = list(env.vcpus)
     served = {m: _Served(env, m) for m in modes}
-    noop = _Served(env, None)
+    noop = _Served(env, None, record=True)
     counts = noop.count()
     minimum = _minimum(noop.t)
+    noop.t.calls = None
     library = {name: per_op(v, ops=ops, rounds=rounds) for name, v in noop.jobs().items()}
+    idle = MsrVcpu(None, noop.values, env.msrs)
+    stand_in = {name: per_op(timed(lambda c=c: idle.replay_calls(c)),  # type: ignore[misc]
+                             ops=ops, rounds=rounds) for name, (_, c) in counts.items()}
     comparisons = {}
     for job, trace_ops in minimum.items():
         trace = Trace(env.native, env.fd, trace_ops)
@@ -137,7 +145,8 @@ def case(env: KvmEnv, *, ops: int, rounds: int) -> dict[str, Any]:
         out = compare((f"C, minimum {len(trace_ops)} ioctls", base), subjects, ops=ops,
                       rounds=rounds)
         for v in out["variants"].values():
-            v.update(library_ns=library[job], ioctls=counts[job],
+            v.update(library_ns=library[job], ioctls=counts[job][0],
                      minimum_ioctls=len(trace_ops))
-        comparisons[job] = out
+        comparisons[job] = {**out, "stand_in_ns": stand_in[job],
+                            "transport_calls": len(counts[job][1])}
     return {"comparisons": comparisons}

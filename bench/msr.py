@@ -70,6 +70,9 @@ class MsrVcpu:
         self._msr = {rid: msrs[i % len(msrs)] for i, rid in enumerate(self.ids)}
         self._plans: dict[tuple[int, ...], Any] = {}
         self.trace: list[Op] | None = [] if record else None
+        """With ``record``: the ioctls made, for the C baseline to replay."""
+        self.calls: list[tuple[str, tuple[Any, ...]]] | None = [] if record else None
+        """With ``record``: the transport calls made, for ``replay_calls``."""
         self.ioctls = 0
 
     # -- RegTransport -------------------------------------------------------------------------
@@ -77,6 +80,8 @@ class MsrVcpu:
     def reg_list(self) -> tuple[int, ...]:
         if self._vcpu is not None:
             self._vcpu.reg_list()  # the real KVM_GET_REG_LIST (x86 lists nothing here)
+        if self.calls is not None:
+            self.calls.append(("reg_list", ()))
         self._count(LIST, ((0, 0),))
         return self.ids
 
@@ -88,6 +93,8 @@ class MsrVcpu:
 
     def get_regs(self, reg_ids: Sequence[int]) -> list[int]:
         key = tuple(reg_ids)
+        if self.calls is not None:
+            self.calls.append(("get_regs", (key,)))
         plan = self._plans.get(key)
         if plan is None:
             plan = self._plans[key] = self._plan(key)
@@ -100,6 +107,8 @@ class MsrVcpu:
 
     def set_regs(self, items: Sequence[tuple[int, int]]) -> None:
         key = tuple(rid for rid, _ in items)
+        if self.calls is not None:
+            self.calls.append(("set_regs", (tuple(items),)))
         plan = self._plans.get(key)
         if plan is None:
             plan = self._plans[key] = self._plan(key)
@@ -114,6 +123,12 @@ class MsrVcpu:
     @property
     def cpu(self) -> KvmCpu:
         return KvmCpu(self)
+
+    def replay_calls(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
+        """Make ``calls`` (recorded on another instance) on this one: with ``vcpu=None``,
+        what this stand-in's own bookkeeping costs, to set beside the library's time."""
+        for name, args in calls:
+            getattr(self, name)(*args)
 
     def ops(self, kind: str, reg_ids: Sequence[int]) -> list[Op]:
         """The ioctls a minimal implementation makes for ``kind`` of ``reg_ids`` here."""
