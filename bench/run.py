@@ -107,7 +107,10 @@ def print_text(report: dict[str, Any]) -> None:
                   f" us/op; A/A {aa['ratio_median']:.3f} (min {aa['ratio_min']:.3f})")
             for vname, v in cmp["variants"].items():
                 print(_fmt_variant(vname, v))
-        for key in ("steps_per_s", "note"):
+            if "stand_in_ns" in cmp:
+                print(f"    (of which the stand-in transport's bookkeeping: "
+                      f"{cmp['stand_in_ns']['ns_median'] / 1e3:.2f} us/op)")
+        for key in ("steps_per_s", "ioctls_per_op"):
             if key in c:
                 print(f"    {key}: {c[key]}")
 
