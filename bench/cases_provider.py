@@ -24,11 +24,10 @@ from typing import Any, Final
 
 from harness import Variant, compare, per_op, timed, timed_each
 from kvm_env import KvmEnv
-from msr import MsrVcpu
+from msr import REG_IDS, MsrVcpu
 from native import GET, SET, Op, Trace
 
 from sdei_state.cpu import CONTEXT_GPRS, CpuReg, MemoryCpu
-from sdei_state.kvm.cpu import REG_IDS
 from sdei_state.kvm.exits import ExitReason, HypercallExit
 from sdei_state.spec import Function
 

@@ -21,7 +21,13 @@ from native import GET, LIST, SET, Op
 
 from sdei_state.errors import RegError
 from sdei_state.kvm import Vcpu
-from sdei_state.kvm.cpu import KvmCpu
+
+try:  # the CpuRegs view's home after the package restructuring (issue 13)
+    from sdei_state.vcpu.kvm_cpu import REG_IDS, KvmCpu
+except ImportError:
+    from sdei_state.kvm.cpu import REG_IDS, KvmCpu
+
+__all__ = ["CANDIDATES", "MSR_REG", "REG_IDS", "MsrVcpu", "probe"]
 
 MSR_REG: Final = 0x2030_0002_0000_0000
 """KVM_REG_X86 | KVM_REG_SIZE_U64 | KVM_X86_REG_TYPE_MSR (Linux 6.18): OR in the MSR number."""

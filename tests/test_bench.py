@@ -5,6 +5,7 @@ there, is a positive number, and that the A/A control and the ratios are compute
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -69,3 +70,16 @@ def test_rounds_below_five_refused() -> None:
     assert r.returncode == 2
     assert "--rounds 3: at least 5" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_without_a_compiler_the_ioctl_cases_say_why() -> None:
+    env = {**os.environ, "CC": "/nonexistent/cc"}
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--json",
+                        "--only", "get", "codec_vs_struct"],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
+    assert r.returncode == 0, r.stderr
+    cases = json.loads(r.stdout)["cases"]
+    assert set(cases) == {"get", "codec_vs_struct"}
+    # Without /dev/kvm the reason names that instead; either way the case is skipped.
+    assert "skipped" in cases["get"] and cases["get"]["skipped"]
+    assert "skipped" not in cases["codec_vs_struct"]
