@@ -97,18 +97,27 @@ class RegBatch:
         before the first write; a kernel failure raises RegError and earlier writes stay."""
         if len(values) != len(self.ids):
             raise ValueError(f"{len(values)} values for {len(self.ids)} registers")
-        for rid, value, size in zip(self.ids, values, self.sizes, strict=True):
-            _check_value(rid, value, size)
         v = self._vcpu
         ffi = v.backend.ffi
         if self._all_u64:
-            self._vals[0:len(values)] = values
+            # cffi converts every value in C and refuses a non-integer or one outside u64
+            # before any ioctl; only then is the Python check run, to name the register.
+            try:
+                self._vals[0:len(values)] = values
+            except (TypeError, OverflowError):
+                self._check(values)
+                raise
         else:
+            self._check(values)
             for off, size, value in zip(self._offsets, self.sizes, values, strict=True):
                 ffi.memmove(self._vals + off, value.to_bytes(size, sys.byteorder), size)
         done, err = v.backend.one_reg_batch(v.fd, _SET, self._regs, len(self.ids))
         if err:
             raise RegError(err, self.ids[done], "SET")
+
+    def _check(self, values: Sequence[int]) -> None:
+        for rid, value, size in zip(self.ids, values, self.sizes, strict=True):
+            _check_value(rid, value, size)
 
 
 class Vcpu(FdObject):
