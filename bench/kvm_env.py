@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import types
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -75,5 +76,5 @@ def noop_vcpu(real: Vcpu) -> Vcpu:
 
     backend = dataclasses.replace(real.backend, ioctl=ioctl, one_reg_batch=one_reg_batch)
     # Vcpu wants its VM only for the bindings and to register as a child; a stand-in does.
-    vm = types.SimpleNamespace(backend=backend, _children={})
+    vm = types.SimpleNamespace(backend=backend, _children=weakref.WeakSet())
     return Vcpu(cast(Any, vm), os.dup(real.fd), real.index)
