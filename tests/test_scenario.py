@@ -80,7 +80,7 @@ OK = {"vcpu": 0, "call": "VERSION"}
     ({"vcpu": 0, "cpu": {"x": {"x1": 1}}}, "cpu.x key 'x1' is not a register number 0-30"),
     ({"vcpu": 0, "cpu": {"x3": 1}}, "give general registers as cpu.x, not 'x3'"),
     ({"vcpu": 0, "cpu": {"lr": 1}}, "unknown cpu register 'lr' (x, sp, pc, pstate, elr_el1, "
-                                    "spsr_el1, vbar_el1)"),
+                                    "spsr_el1, vbar_el1, sctlr_el1)"),
     ({"vcpu": 0, "cpu": {"pc": -4}}, "cpu.pc: -4 is not an unsigned 64-bit integer"),
     ({"vcpu": 0, "cpu": {"x": {"1": 1.5}}}, "cpu.x.1: 1.5 is not an unsigned 64-bit integer"),
     ({"vcpu": 0, "set_reg": {"id": 1}}, "'set_reg' must be {\"id\": ..., \"value\": ...}"),
