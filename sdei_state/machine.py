@@ -8,7 +8,8 @@ divergence table against the spec, TF-A and the KVM v7 series).
 A ``Machine`` is one VM: a list of immutable ``VcpuState`` values, one per vCPU, replaced
 atomically under a lock, so vCPU threads may call, signal each other and dispatch concurrently.
 The machine reaches a vCPU's registers only through ``CpuRegs`` (x0-x17, PC, PSTATE, ELR_EL1,
-SPSR_EL1, VBAR_EL1, SCTLR_EL1), so the same code drives an in-memory CPU or a real vCPU via ONE_REG.
+SPSR_EL1, VBAR_EL1, SCTLR_EL1), so the same code drives an in-memory CPU or a real vCPU via
+ONE_REG.
 """
 
 from __future__ import annotations

@@ -73,7 +73,6 @@ PSTATE_IL: Final = 1 << 20
 PSTATE_SS: Final = 1 << 21
 PSTATE_SSBS: Final = 1 << 12
 PSTATE_PAN: Final = 1 << 22
-PSTATE_UAO: Final = 1 << 23
 PSTATE_DIT: Final = 1 << 24
 PSTATE_NZCV: Final = 0xF << 28
 PSTATE_KEPT: Final = PSTATE_NZCV | PSTATE_DIT | PSTATE_PAN
@@ -111,7 +110,8 @@ def pstate_mode_ok(pstate: int) -> bool:
 
 def handler_entry_pstate(interrupted: int, sctlr_el1: int = RESET_SCTLR_EL1) -> int:
     """PSTATE on handler entry (DESIGN section 5): what ``AArch64.TakeException()`` gives for
-    an exception taken to EL1 from ``interrupted`` with ``sctlr_el1`` at that moment, as KVM's
+    an exception taken to EL1 from ``interrupted`` with ``sctlr_el1`` at that moment (KVM's
+    reset value if not given: a guest that never wrote SCTLR_EL1), as KVM's
     ``enter_exception64()`` and TF-A's ``create_spsr()`` compute it. EL1h, nRW 0, DAIF set;
     NZCV, DIT and PAN kept; PAN set when SCTLR_EL1.SPAN is 0; SSBS = SCTLR_EL1.DSSBS; UAO, TCO
     (no MTE), SS, IL, BTYPE, ALLINT and every other bit 0."""
