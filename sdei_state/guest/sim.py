@@ -137,7 +137,8 @@ class GuestCpu:
         return {CpuReg.SP: self.sp_el0, CpuReg.PC: self.pc, CpuReg.PSTATE: self.pstate,
                 CpuReg.ELR_EL1: self.sys.get(SysReg.ELR_EL1, 0),
                 CpuReg.SPSR_EL1: self.sys.get(SysReg.SPSR_EL1, 0),
-                CpuReg.VBAR_EL1: self.sys.get(SysReg.VBAR_EL1, 0)}[r]
+                CpuReg.VBAR_EL1: self.sys.get(SysReg.VBAR_EL1, 0),
+                CpuReg.SCTLR_EL1: self.sys[SysReg.SCTLR_EL1]}[r]
 
     def _set(self, r: CpuReg, v: int) -> None:
         if r <= CpuReg.X30:
@@ -150,7 +151,7 @@ class GuestCpu:
             self.pstate = v
         else:
             key = {CpuReg.ELR_EL1: SysReg.ELR_EL1, CpuReg.SPSR_EL1: SysReg.SPSR_EL1,
-                   CpuReg.VBAR_EL1: SysReg.VBAR_EL1}[r]
+                   CpuReg.VBAR_EL1: SysReg.VBAR_EL1, CpuReg.SCTLR_EL1: SysReg.SCTLR_EL1}[r]
             self.sys[key] = v
 
     # -- registers as instructions see them ----------------------------------------------------
