@@ -13,9 +13,23 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .backends import Backend, pick_backend
-from .core import CaseResult, Outcome, Suite, counts, run_suites
+from .backends import Backend, SimBackend
+from .core import CaseResult, Outcome, SelftestError, Suite, counts, run_suites
 from .report import REPORTERS
+
+
+def pick_backend(choice: str) -> Backend:
+    """``auto``: arm64 KVM if it can be used here, else the simulated vCPU."""
+    if choice == "sim":
+        return SimBackend("--backend sim was asked for")
+    from .kvm_backend import probe_kvm
+
+    kvm, why = probe_kvm()
+    if kvm is not None:
+        return kvm
+    if choice == "kvm":
+        raise SelftestError(f"--backend kvm: {why}")
+    return SimBackend(why)
 
 
 def all_suites(backend: Backend) -> list[Suite]:
@@ -43,14 +57,12 @@ def main(*, backend: str = "auto", fmt: str = "text", output: str | None = None,
 
 def _run(be: Backend, fmt: str, output: str | None, suites: Sequence[str] | None,
          list_only: bool) -> int:
-    from ..cli import UserError
-
     chosen = all_suites(be)
     if suites:
         names = {s.name for s in chosen}
         unknown = [s for s in suites if s not in names]
         if unknown:
-            raise UserError(f"unknown suite {unknown[0]!r} (have: {', '.join(sorted(names))})")
+            raise SelftestError(f"unknown suite {unknown[0]!r} (have: {', '.join(sorted(names))})")
         chosen = [s for s in chosen if s.name in suites]
     if list_only:
         for s in chosen:
@@ -76,7 +88,7 @@ def _run(be: Backend, fmt: str, output: str | None, suites: Sequence[str] | None
         try:
             Path(output).write_text(text)
         except OSError as e:
-            raise UserError(f"{output}: {e.strerror}") from None
+            raise SelftestError(f"{output}: {e.strerror}") from None
         tally = counts(results)
         print(f"{tally[Outcome.PASS]} passed, {tally[Outcome.FAIL]} failed, "
               f"{tally[Outcome.SKIP]} skipped on {be.name}; report in {output}")
@@ -87,4 +99,5 @@ def _run(be: Backend, fmt: str, output: str | None, suites: Sequence[str] | None
     return 1 if failed or not ran else 0
 
 
-__all__ = ["CaseResult", "Outcome", "Suite", "all_suites", "main", "run_suites"]
+__all__ = ["CaseResult", "Outcome", "SelftestError", "Suite", "all_suites", "main",
+           "pick_backend", "run_suites"]

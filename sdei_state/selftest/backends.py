@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 from .core import Suite
 
 if TYPE_CHECKING:
-    from ..guest.builder import GuestProgram
     from .host import Engine
+    from .programs.builder import GuestProgram
 
 FEATURES: Final = MappingProxyType({
     "kvm": "real arm64 KVM",
@@ -88,25 +88,9 @@ class SimBackend:
 
     def engine(self, programs: Sequence[GuestProgram], *, in_kernel: bool = False) -> Engine:
         from ..vcpu.sim import SimVm
-        from .host import SimEngine
+        from .sim_engine import SimEngine
 
         return SimEngine(programs, vm=SimVm(len(programs)))
 
     def close(self) -> None:
         pass
-
-
-def pick_backend(choice: str) -> Backend:
-    """``auto``: arm64 KVM if it can be used here, else the simulated vCPU."""
-    from ..cli import UserError
-
-    if choice == "sim":
-        return SimBackend("--backend sim was asked for")
-    from .kvm_backend import probe_kvm
-
-    kvm, why = probe_kvm()
-    if kvm is not None:
-        return kvm
-    if choice == "kvm":
-        raise UserError(f"--backend kvm: {why}")
-    return SimBackend(why)

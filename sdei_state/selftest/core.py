@@ -14,6 +14,13 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from ..errors import SdeiStateError
+
+
+class SelftestError(SdeiStateError):
+    """The selftest cannot run as asked (an unknown suite, a backend this host lacks, an
+    unwritable report); printed as one line."""
+
 
 class Skip(Exception):
     """The case cannot run here; the message is the reason (printed with the skip)."""

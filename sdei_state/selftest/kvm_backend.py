@@ -22,9 +22,9 @@ from .backends import Backend, first_missing
 from .core import Suite
 
 if TYPE_CHECKING:
-    from ..guest.builder import GuestProgram
     from ..kvm import Kvm
     from .host import Engine
+    from .programs.builder import GuestProgram
 
 NO_FILTER = ("KVM_ARM_VM_SMCCC_FILTER not supported by this kernel (Linux 6.4+ needed): "
              "KVM_HAS_DEVICE_ATTR gave {err}")

@@ -7,17 +7,17 @@ from __future__ import annotations
 
 from typing import Final
 
+import binutils
 import pytest
 
 from sdei_state.events import ASYNC_PF, SW_SIGNALED
 from sdei_state.guest import a64 as A
-from sdei_state.guest import binutils
-from sdei_state.guest import builder as B
-from sdei_state.guest.builder import GuestProgram
 from sdei_state.guest.disasm import BRANCHES, Op, decode, decode_insn
 from sdei_state.guest.doorbell import BellKind, bell_code
 from sdei_state.guest.layout import LAYOUT, MAX_MAIN_CALLS
-from sdei_state.guest.programs import PROGRAMS
+from sdei_state.selftest.programs import builder as B
+from sdei_state.selftest.programs.builder import GuestProgram
+from sdei_state.selftest.programs.catalog import PROGRAMS
 from sdei_state.spec import Function, RegisterFlags
 
 BUILT: Final = {name: make() for name, make in PROGRAMS.items()}

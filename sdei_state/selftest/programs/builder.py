@@ -25,12 +25,11 @@ from enum import Enum
 from types import MappingProxyType
 from typing import Final
 
-from ..spec import CompleteStatus, Function
-from . import a64
-from .a64 import SP, EncodeError, SysReg
-from .asm import Asm, AsmError, Image
-from .doorbell import Bell, BellKind, bell_code, parse_mmio
-from .layout import (
+from ...guest import a64
+from ...guest.a64 import SP, EncodeError, SysReg
+from ...guest.asm import Asm, AsmError, Image
+from ...guest.doorbell import Bell, BellKind, bell_code, parse_mmio
+from ...guest.layout import (
     LAYOUT,
     MAX_MAIN_CALLS,
     MAX_RECORD_CALLS,
@@ -42,6 +41,7 @@ from .layout import (
     fault_offset,
     record_offset,
 )
+from ...spec import CompleteStatus, Function
 
 # Symbols every program defines.
 ENTRY: Final = "main"
