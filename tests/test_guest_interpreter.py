@@ -12,7 +12,7 @@ from sdei_state.guest.asm import Asm
 from sdei_state.guest.doorbell import Bell, BellKind
 from sdei_state.guest.interpreter import CallStop, GuestCpu, SimError, StoreStop, cond_holds
 from sdei_state.guest.layout import LAYOUT
-from sdei_state.selftest.programs import builder as B
+from sdei_state.selftest.programs import program as B
 from sdei_state.selftest.programs.catalog import PROGRAMS
 
 U64: Final = (1 << 64) - 1

@@ -19,7 +19,6 @@ from sdei_state.selftest import SelftestError, all_suites, main, pick_backend
 from sdei_state.selftest.backends import SimBackend
 from sdei_state.selftest.core import CheckFailed, Outcome, run_suites
 from sdei_state.selftest.host import Driver, simulate
-from sdei_state.selftest.programs.builder import IDLE_X
 from sdei_state.selftest.programs.catalog import (
     PROGRAMS,
     cross_source,
@@ -27,6 +26,7 @@ from sdei_state.selftest.programs.catalog import (
     stress,
     vcpu_layout,
 )
+from sdei_state.selftest.programs.program import IDLE_X
 from sdei_state.selftest.scenarios import Scenario, checked, run_scenario
 from sdei_state.selftest.sdei_suites import DISPATCH_CASES, SCENARIOS
 from sdei_state.selftest.sim_engine import SimEngine

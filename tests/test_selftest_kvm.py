@@ -29,7 +29,7 @@ from sdei_state.kvm.exits import Exit, ExitReason
 from sdei_state.regs import firmware
 from sdei_state.selftest import all_suites
 from sdei_state.selftest.core import CheckFailed, Outcome, run_suites
-from sdei_state.selftest.host import Driver, HostError, forwarded, simulate
+from sdei_state.selftest.host import Driver, HostError, simulate
 from sdei_state.selftest.kvm_backend import (
     IN_KERNEL_ONLY,
     NO_FILTER,
@@ -43,7 +43,7 @@ from sdei_state.selftest.scenarios import checked
 from sdei_state.selftest.sdei_suites import SCENARIOS
 from sdei_state.selftest.sim_engine import GuestCpuTransport
 from sdei_state.selftest.trace import Dispatched, Served, compare
-from sdei_state.spec import FN_BASE
+from sdei_state.spec import FN_BASE, in_sdei_block
 from sdei_state.vcpu.sim import SimVm
 from sdei_state.vmm import GuestVcpu
 
@@ -386,9 +386,9 @@ def test_run_on_kvm_is_simulate_on_the_fake_kernel(name: str) -> None:
     ref = simulate(prog)
     got = run_on_kvm(FakeKvm(), prog)  # type: ignore[arg-type]
     assert got.finished and got.engine == "arm64 KVM + userspace provider"
-    seen = [t for t in ref.trace if not isinstance(t, Served) or forwarded(t.function_id)]
+    seen = [t for t in ref.trace if not isinstance(t, Served) or in_sdei_block(t.function_id)]
     assert list(got.trace) == seen
-    assert compare(ref, got, lambda t: not isinstance(t, Served) or forwarded(t.function_id)) \
+    assert compare(ref, got, lambda t: not isinstance(t, Served) or in_sdei_block(t.function_id)) \
         == []
     inkernel = run_on_kvm(FakeKvm(in_kernel=True), prog, in_kernel=True)  # type: ignore[arg-type]
     assert inkernel.trace == tuple(t for t in ref.trace if not isinstance(t, Served | Dispatched))

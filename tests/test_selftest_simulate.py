@@ -14,9 +14,10 @@ from sdei_state.guest.doorbell import Bell, BellKind, bell_code
 from sdei_state.guest.layout import PSTATE_OBSERVABLE, FaultRecord
 from sdei_state.selftest import sdei_suites
 from sdei_state.selftest.host import Driver, HostError, simulate
-from sdei_state.selftest.programs import builder as B
-from sdei_state.selftest.programs.builder import EP_ARG_BASE, HANDLER_FILL_BASE, IDLE_NZCV, IDLE_X
+from sdei_state.selftest.programs import program as B
+from sdei_state.selftest.programs.builder import build
 from sdei_state.selftest.programs.catalog import PROGRAMS, self_signal
+from sdei_state.selftest.programs.program import EP_ARG_BASE, HANDLER_FILL_BASE, IDLE_NZCV, IDLE_X
 from sdei_state.selftest.sim_engine import SimEngine
 from sdei_state.selftest.trace import Injected, Served, VcpuRun
 from sdei_state.spec import Ret
@@ -212,14 +213,14 @@ def test_relative_entry_point_uses_vbar_at_dispatch(name: str, ran: str, idle: s
 
 def test_an_injection_of_an_unregistered_event_is_refused_and_recorded() -> None:
     spec = B.ProgramSpec("t", "", (), triggers=(B.Trigger(bell_code(BellKind.IDLE), EV_PF),))
-    run = simulate(B.build(spec))
+    run = simulate(build(spec))
     assert Injected(EV_PF, False) in run.trace and run.finished
 
 
 def test_a_program_that_never_settles_is_reported() -> None:
     spec = B.ProgramSpec("t", "", (), triggers=(B.Trigger(bell_code(BellKind.RESUMED), EV0),))
     with pytest.raises(HostError, match=r"vCPU 0 \(t\) did not settle within 20 exits"):
-        simulate(B.build(spec), max_exits=20)
+        simulate(build(spec), max_exits=20)
 
 
 def test_the_reference_run_on_another_vcpu_of_a_bigger_vm() -> None:

@@ -1,9 +1,10 @@
 """Typed ``KVM_RUN`` exits: one frozen dataclass per exit reason the library decodes.
 
-``decode(run)`` (called by ``Vcpu.run``, the only reader of the mapped ``struct kvm_run``)
-reads it once and returns a value that no longer refers to it, so an exit can be kept after
-the next ``KVM_RUN``. These values are the one exit vocabulary of the package: the VMM loop
-(``sdei_state.vmm``) gets them from a real vCPU and from the simulated guest alike.
+``decode_exit(run)`` (called by ``Vcpu.run``, the only reader of the mapped
+``struct kvm_run``) reads it once and returns a value that no longer refers to it, so an exit
+can be kept after the next ``KVM_RUN``. These values are the one exit vocabulary of the
+package: the VMM loop (``sdei_state.vmm``) gets them from a real vCPU and from the simulated
+guest alike.
 """
 
 from __future__ import annotations
@@ -158,7 +159,7 @@ class OtherExit(Exit):
             return f"exit reason {self.reason}"
 
 
-def decode(run: Any) -> Exit:
+def decode_exit(run: Any) -> Exit:
     """The typed exit of a ``struct kvm_run *`` just after ``KVM_RUN`` returned."""
     reason = int(run.exit_reason)
     if reason == ExitReason.MMIO:

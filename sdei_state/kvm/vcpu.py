@@ -19,7 +19,7 @@ from ..errors import KvmError, RegError
 from . import ioctls
 from ._fd import FdObject, check
 from .arm64 import KVM_REG_SIZE_MASK, KVM_REG_SIZE_U64, reg_size
-from .exits import Exit, decode
+from .exits import Exit, decode_exit
 
 if TYPE_CHECKING:
     from .vm import VcpuInit, Vm
@@ -266,7 +266,7 @@ class Vcpu(FdObject):
         finally:
             if immediate_exit:
                 run.immediate_exit = 0
-        return decode(run)
+        return decode_exit(run)
 
     def set_mmio_data(self, data: bytes) -> None:
         """Answer an MMIO read exit: the bytes the guest's load returns, given before the

@@ -13,12 +13,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .backends import Backend, SimBackend
+from .backends import SimBackend, SuiteBackend
 from .core import CaseResult, Outcome, SelftestError, Suite, counts, run_suites
 from .report import REPORTERS
 
 
-def pick_backend(choice: str) -> Backend:
+def pick_backend(choice: str) -> SuiteBackend:
     """``auto``: arm64 KVM if it can be used here, else the simulated vCPU."""
     if choice == "sim":
         return SimBackend("--backend sim was asked for")
@@ -32,9 +32,9 @@ def pick_backend(choice: str) -> Backend:
     return SimBackend(why)
 
 
-def all_suites(backend: Backend) -> list[Suite]:
+def all_suites(backend: SuiteBackend) -> list[Suite]:
     """Every suite, in the order they run; those the backend cannot serve skip with its
-    reason (``Backend.missing``)."""
+    reason (``SuiteBackend.missing``)."""
     from . import fw_suite, migration_suite, model, sdei_suites, stress_suite
 
     suites = [model.suite(), fw_suite.suite(), sdei_suites.calls_suite(),
@@ -55,7 +55,7 @@ def main(*, backend: str = "auto", fmt: str = "text", output: str | None = None,
         be.close()
 
 
-def _run(be: Backend, fmt: str, output: str | None, suites: Sequence[str] | None,
+def _run(be: SuiteBackend, fmt: str, output: str | None, suites: Sequence[str] | None,
          list_only: bool) -> int:
     chosen = all_suites(be)
     if suites:

@@ -20,7 +20,7 @@ from .core import Suite
 
 if TYPE_CHECKING:
     from .host import Engine
-    from .programs.builder import GuestProgram
+    from .programs.program import GuestProgram
 
 FEATURES: Final = MappingProxyType({
     "kvm": "real arm64 KVM",
@@ -29,7 +29,7 @@ FEATURES: Final = MappingProxyType({
 })
 
 
-class Backend(Protocol):
+class SuiteBackend(Protocol):
     name: str
     kind: str
     """``sim`` or ``kvm``."""

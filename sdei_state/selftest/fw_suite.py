@@ -45,8 +45,8 @@ from ..regs.ids import describe
 from ..regs.sdei import VCPU_STATE_ID
 from ..vcpu.transport import RegTransport
 from .core import Case, CheckFailed, Skip, Suite, expect_eq
-from .programs.builder import GuestProgram
 from .programs.catalog import psci_version_call
+from .programs.program import GuestProgram
 
 
 def name(reg_id: int) -> str:

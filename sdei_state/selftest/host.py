@@ -23,9 +23,8 @@ from ..guest.doorbell import Bell, BellError, BellKind
 from ..guest.interpreter import SimError
 from ..kvm.exits import Exit, HypercallExit, MmioExit
 from ..machine import CallOutcome, Machine
-from ..spec import FN_BASE, FN_COUNT
 from ..vmm import ModelServer, RunnableVcpu, VcpuLoop
-from .programs.builder import GuestProgram
+from .programs.program import GuestProgram
 from .trace import FINAL_REGS, Dispatched, Injected, Served, TraceItem, VcpuRun
 
 if TYPE_CHECKING:
@@ -95,11 +94,6 @@ class Engine(Protocol):
         ...
 
     def close(self) -> None: ...
-
-
-def forwarded(function_id: int) -> bool:
-    """True for the calls the SMCCC filter forwards to userspace: w0 in the SDEI block."""
-    return FN_BASE <= function_id & 0xFFFF_FFFF < FN_BASE + FN_COUNT
 
 
 class _Traced:

@@ -22,8 +22,8 @@ from ..regs import firmware
 from ..regs import sdei as sdei_regs
 from ..state import HandlerState, handler_entry_pstate
 from .core import Case, CheckFailed, Suite, expect_eq
-from .programs.builder import EP_ARG_BASE, HANDLER_FILL_BASE, IDLE_X
 from .programs.catalog import PROGRAMS
+from .programs.program import EP_ARG_BASE, HANDLER_FILL_BASE, IDLE_X
 from .scenarios import MigrateStep, RunStep, ScenarioRun, at_bell, checked, single
 from .sdei_suites import (
     IDLE_PSTATE,

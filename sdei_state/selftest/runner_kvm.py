@@ -34,12 +34,13 @@ from ..kvm.arm64 import REG_PC
 from ..machine import Machine
 from ..migration import restore_vm, save_vm
 from ..regs import sdei as sdei_regs
+from ..spec import in_sdei_block
 from ..state import VcpuState
 from ..vcpu.kvm_cpu import KvmCpu
 from ..vcpu.transport import RegTransport
 from ..vmm import ModelServer, SdeiProvider
-from .host import Driver, Migration, forwarded
-from .programs.builder import GuestProgram
+from .host import Driver, Migration
+from .programs.program import GuestProgram
 from .trace import Dispatched, Injected, Served, TraceItem, VcpuRun
 
 _REGISTERED = 1 << 0
@@ -163,7 +164,8 @@ class KvmEngine(_KvmBase):
         return self.provider.machine.deliverable(i)
 
     def sees(self, item: TraceItem) -> bool:
-        return not isinstance(item, Served) or forwarded(item.function_id)
+        # The SMCCC filter forwards the SDEI block; KVM answers every other call itself.
+        return not isinstance(item, Served) or in_sdei_block(item.function_id)
 
     def transports(self) -> list[RegTransport]:
         return list(self.views)

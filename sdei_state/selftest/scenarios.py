@@ -19,7 +19,7 @@ from ..machine import Machine
 from ..regs import sdei as sdei_regs
 from .core import CheckFailed
 from .host import Driver, Engine, HostError, Migration, simulate
-from .programs.builder import GuestProgram
+from .programs.program import GuestProgram
 from .sim_engine import SimEngine
 from .trace import Dispatched, Injected, Served, TraceItem, VcpuRun, compare
 

@@ -23,7 +23,8 @@ from ..guest.layout import PSTATE_OBSERVABLE, Record
 from ..spec import VERSION_1_1_KVM, Function, Ret
 from ..state import HandlerState, handler_entry_pstate
 from .core import Case, Suite, expect_eq
-from .programs.builder import (
+from .programs.catalog import PROGRAMS, cross_source, cross_target
+from .programs.program import (
     EP_ARG_BASE,
     HANDLER_FILL_BASE,
     IDLE_NZCV,
@@ -31,7 +32,6 @@ from .programs.builder import (
     CallSite,
     GuestProgram,
 )
-from .programs.catalog import PROGRAMS, cross_source, cross_target
 from .scenarios import RunStep, Scenario, ScenarioRun, checked, single
 from .trace import Dispatched, Served
 

@@ -23,7 +23,7 @@ from ..regs.firmware import HostFirmware
 from ..vcpu.transport import RegTransport
 from ..vmm import GuestVcpu, ModelServer
 from .host import Migration
-from .programs.builder import GuestProgram
+from .programs.program import GuestProgram
 from .trace import TraceItem
 
 if TYPE_CHECKING:

@@ -23,7 +23,7 @@ from ..guest.layout import (
     RESUME_RECORD,
     Layout,
 )
-from .programs.builder import GuestProgram
+from .programs.program import GuestProgram
 
 FINAL_REGS: Final[tuple[CpuReg, ...]] = tuple(r for r in CpuReg if r is not CpuReg.SP)
 """Registers compared at the end of a run. SP is left out: the model's ``sp`` is SP_EL0 on

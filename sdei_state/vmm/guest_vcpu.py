@@ -83,7 +83,7 @@ class GuestVcpu:
         self.guest = GuestCpu(layout, image, affinity=affinity_of(index))
         self.cpu = GuestRegs(self.guest)
         self.immediate_exit = False
-        """``kvm_run.immediate_exit``: set by a kick from another thread, cleared by the loop."""
+        """KVM's ``immediate_exit`` flag: set by a kick from another thread, cleared by the loop."""
         self._store_pc: int | None = None  # a doorbell store KVM has not completed yet
 
     def run(self, immediate_exit: bool = False) -> Exit:

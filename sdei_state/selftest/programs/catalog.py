@@ -18,7 +18,8 @@ from ...guest.doorbell import BellKind, bell_code
 from ...guest.layout import LAYOUT, Layout
 from ...machine import affinity_of
 from ...spec import Feature, Function, Info, RegisterFlags
-from .builder import (
+from .builder import build
+from .program import (
     ALT_VECTORS,
     EP_ARG_BASE,
     HANDLER_FILL_BASE,
@@ -42,7 +43,6 @@ from .builder import (
     SetVbar,
     Step,
     Trigger,
-    build,
     handler_label,
 )
 
