@@ -263,7 +263,6 @@ class _CountingVcpu:
 
 def run_kvm(kvm: Kvm, plan: Plan) -> StressRun:
     """The stress on real vCPUs: one thread per vCPU, each in its provider loop."""
-    from ..vcpu.kvm_cpu import KvmCpu
     from ..vmm import KICK_SIGNAL, SdeiProvider, install_kick_handler
     from .runner_kvm import new_vm
 
@@ -278,7 +277,7 @@ def run_kvm(kvm: Kvm, plan: Plan) -> StressRun:
         provider.install(vm)
         counting = [_CountingVcpu(v) for v in vcpus]
         for i, c in enumerate(counting):
-            provider.attach(i, c, KvmCpu(vcpus[i]))
+            provider.attach(i, c)
         install_kick_handler()
         threads = _Threads(progs, [provider.loop(i) for i in range(plan.nr_vcpus)],
                            plan.timeout)
