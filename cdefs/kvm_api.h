@@ -1,6 +1,6 @@
 /*
  * cdefs/kvm_api.h - helpers that exist only in the compiled (API-mode) module
- * (_sdei_state_kvm, built by sdei_state/kvm/_build.py).  In ABI mode the same operations are
+ * (sdei_state.kvm._api, built by sdei_state/kvm/_build.py).  In ABI mode the same operations are
  * done in Python over libc's ioctl(); sdei_state/kvm/ffi.py gives both one interface.
  */
 

@@ -83,7 +83,12 @@ FIRMWARE_IDS: Final[Mapping[str, int]] = MappingProxyType({
 })
 """The upstream firmware registers (uapi names) and their ids."""
 
-REG_IDS: Final[Mapping[str, int]] = MappingProxyType({**SDEI_IDS, **FIRMWARE_IDS})
+SYSTEM_IDS: Final[Mapping[str, int]] = MappingProxyType({
+    "SCTLR_EL1": 0x6030_0000_0013_C080,  # ARM64_SYS_REG(3, 0, 1, 0, 0)
+})
+"""System registers the scenarios read (the model reads SCTLR_EL1 at dispatch)."""
+
+REG_IDS: Final[Mapping[str, int]] = MappingProxyType({**SDEI_IDS, **FIRMWARE_IDS, **SYSTEM_IDS})
 _NAME_BY_ID: Final[Mapping[int, str]] = MappingProxyType({v: k for k, v in REG_IDS.items()})
 
 CPU_KEYS: Final = (*(f"x{n}" for n in range(31)), "sp", "pc", "pstate", "elr_el1", "spsr_el1",
@@ -1407,6 +1412,81 @@ def _linux_boot() -> Conformance:
         "GET_INFO, REGISTER+ENABLE per CPU, signal, CONTEXT 0-3, COMPLETE_AND_RESUME to the "
         "IRQ vector, migration, hot-unplug and re-plug, COMPLETE",
         final)
+
+
+# =============================================================================================
+# Entry PSTATE with SCTLR_EL1, and the feature gate over state written through ONE_REG
+# =============================================================================================
+
+SCTLR_NO_SPAN: Final = 0x0045_0078
+"""KVM's reset SCTLR_EL1 0x00C50078 with SPAN (bit 23) clear."""
+SCTLR_SPAN_DSSBS: Final = 0x1000_00C5_0078
+"""KVM's reset SCTLR_EL1 with DSSBS (bit 44) set."""
+SCTLR_NO_SPAN_DSSBS: Final = 0x1000_0045_0078
+
+
+@_scenario
+def _entry_pstate_sctlr() -> Conformance:
+    # AArch64.TakeException to EL1: EL1h + DAIF (0x3C5); NZCV (31:28), DIT (24), PAN (22)
+    # kept; PAN (0x40_0000) set when SPAN is 0; SSBS (0x1000) = DSSBS; UAO, TCO, SS, IL,
+    # BTYPE and the rest 0. AArch32 SPSRs keep NZCV, DIT, PAN at the same bits.
+    s = _Script()
+    _arm(s, 0, EV0, 0x10000, 0x51)
+    s.call(0, "EVENT_SIGNAL", EV0, 0, ret=SUCCESS)
+    s.cpu(0, pc=0x1000, pstate=0x0080_1005, sctlr_el1=SCTLR_NO_SPAN,
+          x={0: 0xC0, 1: 0xC1, 2: 0xC2, 3: 0xC3},
+          note="SPAN 0, DSSBS 0; interrupted EL1h with UAO (23) and SSBS (12) set")
+    s.dispatch(0, EV0, pc=0x10000, pstate=0x0040_03C5, x1=0x51, x2=0x1000, x3=0x0080_1005,
+               note="PAN set (SPAN 0), UAO 0, SSBS 0 (DSSBS 0)")
+    s.cpu(0, sctlr_el1=SCTLR_SPAN_DSSBS, note="the handler sets SPAN and DSSBS")
+    s.complete(0, "EVENT_COMPLETE_AND_RESUME", 0x2000, x=(0xC0, 0xC1, 0xC2, 0xC3))
+    s.no_dispatch(0, pc=0x2000, pstate=0x0000_13C5, x0=0xC0,
+                  note="SCTLR_EL1 of the COMPLETE_AND_RESUME: PAN kept (clear), SSBS set")
+    s.call(0, "EVENT_SIGNAL", EV0, 0, ret=SUCCESS)
+    s.cpu(0, pc=0x3000, pstate=0xF1C0_0030,
+          note="AArch32 User with NZCV, DIT (24), AArch32 SSBS (23), PAN (22), T (5)")
+    s.dispatch(0, EV0, pc=0x10000, pstate=0xF140_13C5, x1=0x51, x2=0x3000, x3=0xF1C0_0030,
+               note="NZCV, DIT, PAN kept; SSBS from DSSBS; AArch32 SSBS and T dropped")
+    s.complete(0, "EVENT_COMPLETE", 0, x=(0, 0, 0, 0))
+    s.no_dispatch(0, pc=0x3000, pstate=0xF1C0_0030, x0=0)
+    s.call(0, "EVENT_SIGNAL", EV0, 0, ret=SUCCESS)
+    s.cpu(0, pstate=0x6000_0010, sctlr_el1=SCTLR_NO_SPAN_DSSBS,
+          note="AArch32 User with Z, C; SPAN 0, DSSBS 1")
+    s.migrate(note="SCTLR_EL1 travels as a system register")
+    s.get_reg(0, "SCTLR_EL1", SCTLR_NO_SPAN_DSSBS)
+    s.dispatch(0, EV0, pc=0x10000, pstate=0x6040_13C5, x1=0x51, x2=0x3000, x3=0x6000_0010,
+               note="on the destination: PAN set (SPAN 0), SSBS set (DSSBS 1)")
+    return s.build(
+        "entry-pstate-sctlr",
+        "handler-entry and resume PSTATE follow SCTLR_EL1 at that moment (SPAN 0 sets PAN, "
+        "SSBS = DSSBS, UAO 0), AArch32 sources keep NZCV/DIT/PAN only, SCTLR_EL1 migrates",
+        {"SDEI_EVENT_STATE(0)": 7, "SDEI_CONTEXT(0, 19)": 0x6000_0010, "cpu.pc": 0x10000,
+         "cpu.pstate": 0x6040_13C5, "cpu.elr_el1": 0x1000, "cpu.spsr_el1": 0x0080_1005,
+         "SCTLR_EL1": SCTLR_NO_SPAN_DSSBS})
+
+
+@_scenario
+def _feature_gate_off_written_state() -> Conformance:
+    s = _Script()
+    s.set_reg(0, "KVM_REG_ARM_STD_BMAP", 0x1, note="SDEI (bit 1) off before the first run")
+    s.set_reg(0, "SDEI_EVENT_EP_ADDR(0)", 0x10000)
+    s.set_reg(0, "SDEI_EVENT_STATE(0)", 0b1011, note="registered, enabled, pending")
+    s.set_reg(0, "SDEI_VCPU_STATE", 0, note="unmasked")
+    s.no_dispatch(0, pc=0, pstate=EL1H, note="gate off: nothing is dispatched")
+    s.inject(0, EV0, ok=False, note="gate off: nothing is injected (on, it would merge)")
+    s.get_reg(0, "SDEI_EVENT_STATE(0)", 0b1011, note="still pending, not running")
+    s.set_reg(0, "KVM_REG_ARM_STD_BMAP", 0x7, errno="EINVAL",
+              note="unknown bit 2: EINVAL, checked before the EBUSY of a run VM")
+    s.set_reg(0, "KVM_REG_ARM_STD_BMAP", 0x3, errno="EBUSY", note="the VM has run")
+    s.migrate()
+    s.no_dispatch(0, pc=0, pstate=EL1H, note="the gate migrates with the state")
+    s.get_reg(0, "SDEI_CONTEXT(0, 18)", 0)
+    return s.build(
+        "feature-gate-off-written-state",
+        "KVM_REG_ARM_STD_BMAP bit 1 clear with a deliverable event written through ONE_REG: "
+        "no dispatch, no injection, before and after migration; unknown bits EINVAL first",
+        {"KVM_REG_ARM_STD_BMAP": 0x1, "SDEI_VCPU_STATE": 0, "SDEI_EVENT_STATE(0)": 0b1011,
+         "SDEI_EVENT_EP_ADDR(0)": 0x10000, "cpu.pc": 0, "cpu.pstate": EL1H})
 
 
 # -- the collection ---------------------------------------------------------------------------

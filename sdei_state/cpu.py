@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from enum import IntEnum
 from typing import Final, Protocol, runtime_checkable
 
-from .state import U64_MAX, Mode
+from .state import RESET_SCTLR_EL1, U64_MAX, Mode
 
 
 class CpuReg(IntEnum):
@@ -55,6 +55,7 @@ class CpuReg(IntEnum):
     ELR_EL1 = 34
     SPSR_EL1 = 35
     VBAR_EL1 = 36
+    SCTLR_EL1 = 37
 
     @property
     def key(self) -> str:
@@ -66,7 +67,8 @@ GPRS: Final = tuple(CpuReg(n) for n in range(31))
 CONTEXT_GPRS: Final = GPRS[:18]
 CALL_ARGS: Final = (CpuReg.X0, CpuReg.X1, CpuReg.X2, CpuReg.X3, CpuReg.X4, CpuReg.X5)
 RESET_PSTATE: Final = int(Mode.EL1H)
-"""All registers reset to 0 except PSTATE, which starts at EL1h (DESIGN section 7)."""
+"""All registers reset to 0 except PSTATE, which starts at EL1h, and SCTLR_EL1, which starts at
+KVM's reset value (DESIGN section 7)."""
 
 
 @runtime_checkable
@@ -90,6 +92,7 @@ class MemoryCpu:
     def __init__(self, values: Mapping[CpuReg, int] | None = None) -> None:
         self._r = [0] * len(CpuReg)
         self._r[CpuReg.PSTATE] = RESET_PSTATE
+        self._r[CpuReg.SCTLR_EL1] = RESET_SCTLR_EL1
         if values:
             self.write(values)
 
@@ -114,7 +117,7 @@ class MemoryCpu:
         return {reg: self._r[reg] for reg in CpuReg}
 
     def as_json(self) -> dict[str, object]:
-        """The ``cpu`` object of a scenario result (DESIGN section 7)."""
+        """The ``cpu`` object of a scenario result (DESIGN section 7): SCTLR_EL1 is input only."""
         r = self._r
         return {
             "x": r[:31],

@@ -8,7 +8,8 @@ divergence table against the spec, TF-A and the KVM v7 series).
 A ``Machine`` is one VM: a list of immutable ``VcpuState`` values, one per vCPU, replaced
 atomically under a lock, so vCPU threads may call, signal each other and dispatch concurrently.
 The machine reaches a vCPU's registers only through ``CpuRegs`` (x0-x17, PC, PSTATE, ELR_EL1,
-SPSR_EL1, VBAR_EL1), so the same code drives an in-memory CPU or a real vCPU via ONE_REG.
+SPSR_EL1, VBAR_EL1, SCTLR_EL1), so the same code drives an in-memory CPU or a real vCPU via
+ONE_REG.
 """
 
 from __future__ import annotations
@@ -132,7 +133,8 @@ class Machine:
         self._by_affinity = {affinity_of(i): i for i in range(nr_vcpus)}
         self._lock = threading.RLock()
         self.enabled = enabled
-        """The feature gate (bit 1 of KVM_REG_ARM_STD_BMAP): off, every call is NOT_SUPPORTED."""
+        """The feature gate (bit 1 of KVM_REG_ARM_STD_BMAP): off, every call is NOT_SUPPORTED
+        and nothing is injected or dispatched, whatever state ONE_REG wrote (DESIGN section 4)."""
         self.has_run = False
         """True once any vCPU made a call or passed a dispatch check (the VM "has run")."""
         self.on_pending = on_pending
@@ -383,10 +385,11 @@ class Machine:
         ctx = st.contexts[ev.priority]
         values: dict[CpuReg, int] = dict(zip(CONTEXT_GPRS, ctx.x, strict=True))
         if resume:
-            # Like a synchronous exception taken to EL1 at resume_addr (§5.2.2).
+            # Like an exception taken to EL1 at resume_addr (§5.2.2), SCTLR_EL1 as it is now.
+            (sctlr,) = cpu.read((CpuReg.SCTLR_EL1,))
             values[CpuReg.ELR_EL1] = ctx.pc
             values[CpuReg.SPSR_EL1] = ctx.pstate
-            values[CpuReg.PSTATE] = handler_entry_pstate(ctx.pstate)
+            values[CpuReg.PSTATE] = handler_entry_pstate(ctx.pstate, sctlr)
             values[CpuReg.PC] = x1
         else:
             values[CpuReg.PSTATE] = ctx.pstate
@@ -403,7 +406,7 @@ class Machine:
     def deliverable(self, vcpu: int) -> Event | None:
         """The event the next entry into the guest would take, if any (critical first)."""
         st = self.state(vcpu)
-        if st.masked:
+        if st.masked or not self.enabled:
             return None
         normal_running = st.running_event(Priority.NORMAL) is not None
         critical_running = st.running_event(Priority.CRITICAL) is not None
@@ -429,9 +432,9 @@ class Machine:
                 return None
             st = self.state(vcpu)
             es = st.event(ev)
-            regs = (*CONTEXT_GPRS, CpuReg.PC, CpuReg.PSTATE, CpuReg.VBAR_EL1)
+            regs = (*CONTEXT_GPRS, CpuReg.PC, CpuReg.PSTATE, CpuReg.VBAR_EL1, CpuReg.SCTLR_EL1)
             vals = cpu.read(regs)
-            x, pc, pstate, vbar = vals[:18], vals[18], vals[19], vals[20]
+            x, pc, pstate, vbar, sctlr = vals[:18], vals[18], vals[19], vals[20], vals[21]
             if not pstate_mode_ok(pstate):
                 # The guest is not at EL0/EL1 (e.g. nested EL2): SDEI's client EL is EL1, and
                 # a context that returns to EL2 must never exist. The event stays pending.
@@ -447,18 +450,19 @@ class Machine:
                 CpuReg.X1: es.ep_arg,
                 CpuReg.X2: pc,
                 CpuReg.X3: pstate,
-                CpuReg.PSTATE: handler_entry_pstate(pstate),
+                CpuReg.PSTATE: handler_entry_pstate(pstate, sctlr),
                 CpuReg.PC: entry,
             })
             return ev
 
     def inject(self, vcpu: int, number: int) -> bool:
         """Hypervisor injection (ASYNC_PF, or event 0): make a registered event pending.
-        Refused (False, nothing changed) if the event is unknown or not registered there."""
+        Refused (False, nothing changed) if the event is unknown or not registered there, or
+        if the SDEI feature gate is off."""
         ev = self._event_arg(number)
         with self._lock:
             self._check_vcpu(vcpu)
-            if ev is None:
+            if ev is None or not self.enabled:
                 return False
             st = self.state(vcpu)
             es = st.event(ev)

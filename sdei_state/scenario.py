@@ -96,7 +96,7 @@ def _parse_cpu(where: str, v: object) -> dict[CpuReg, int]:
         except KeyError:
             raise ScenarioError(
                 f"{where}: unknown cpu register {key!r} (x, sp, pc, pstate, elr_el1, "
-                "spsr_el1, vbar_el1)"
+                "spsr_el1, vbar_el1, sctlr_el1)"
             ) from None
         if reg.value <= 30:
             raise ScenarioError(f"{where}: give general registers as cpu.x, not {key!r}")

@@ -75,7 +75,16 @@ PSTATE_SSBS: Final = 1 << 12
 PSTATE_PAN: Final = 1 << 22
 PSTATE_DIT: Final = 1 << 24
 PSTATE_NZCV: Final = 0xF << 28
-PSR_AA32_SSBS: Final = 1 << 23  # AArch32 SPSR layout: SSBS is bit 23, not bit 12
+PSTATE_KEPT: Final = PSTATE_NZCV | PSTATE_DIT | PSTATE_PAN
+"""What an exception taken to EL1 keeps of the interrupted PSTATE. In the SPSR_ELx layout of
+KVM's ``regs.pstate`` these bits sit at the same positions for an AArch32 state, so one rule
+serves both (AArch32's Q, IT, GE, E, T and its SSBS at bit 23 do not carry over)."""
+
+# SCTLR_EL1 fields that exception entry reads (Arm ARM D19, SCTLR_EL1).
+SCTLR_SPAN: Final = 1 << 23  # 0: PAN is set on taking an exception to EL1
+SCTLR_DSSBS: Final = 1 << 44  # PSTATE.SSBS on taking an exception to EL1
+RESET_SCTLR_EL1: Final = 0x00C50078
+"""KVM's reset SCTLR_EL1 (``reset_val`` in arch/arm64/kvm/sys_regs.c): SPAN set, DSSBS clear."""
 
 
 class Mode(IntEnum):
@@ -99,18 +108,19 @@ def pstate_mode_ok(pstate: int) -> bool:
     return (pstate & PSTATE_MODE_MASK) in CONTEXT_MODES
 
 
-def handler_entry_pstate(interrupted: int) -> int:
-    """PSTATE on handler entry (DESIGN section 5): EL1h, nRW 0, DAIF set, SS/IL/BTYPE cleared."""
-    if interrupted & PSTATE_NRW:
-        # An AArch32 SPSR: only NZCV, PAN and DIT share the AArch64 positions; SSBS moves from
-        # bit 23 to bit 12; T, E, IT, GE and Q have no AArch64 meaning (bit 12 would be SSBS,
-        # 13 ALLINT, 23 UAO, 25 TCO), so they are dropped.
-        keep = interrupted & (PSTATE_NZCV | PSTATE_PAN | PSTATE_DIT)
-        if interrupted & PSR_AA32_SSBS:
-            keep |= PSTATE_SSBS
-    else:
-        keep = interrupted & ~(PSTATE_MODE_MASK | PSTATE_SS | PSTATE_IL | PSTATE_BTYPE)
-    return (keep | PSTATE_DAIF | Mode.EL1H) & U64_MAX
+def handler_entry_pstate(interrupted: int, sctlr_el1: int = RESET_SCTLR_EL1) -> int:
+    """PSTATE on handler entry (DESIGN section 5): what ``AArch64.TakeException()`` gives for
+    an exception taken to EL1 from ``interrupted`` with ``sctlr_el1`` at that moment (KVM's
+    reset value if not given: a guest that never wrote SCTLR_EL1), as KVM's
+    ``enter_exception64()`` and TF-A's ``create_spsr()`` compute it. EL1h, nRW 0, DAIF set;
+    NZCV, DIT and PAN kept; PAN set when SCTLR_EL1.SPAN is 0; SSBS = SCTLR_EL1.DSSBS; UAO, TCO
+    (no MTE), SS, IL, BTYPE, ALLINT and every other bit 0."""
+    entry = (interrupted & PSTATE_KEPT) | PSTATE_DAIF | Mode.EL1H
+    if not sctlr_el1 & SCTLR_SPAN:
+        entry |= PSTATE_PAN
+    if sctlr_el1 & SCTLR_DSSBS:
+        entry |= PSTATE_SSBS
+    return entry
 
 
 def _check_u64(what: str, value: int) -> None:

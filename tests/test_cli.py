@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 from pathlib import Path
 
 import pytest
@@ -75,7 +76,7 @@ def test_blob_show_diff_preflight(tmp_path: Path, capsys: pytest.CaptureFixture[
     idle = _blob_file(tmp_path, "idle.blob", running=False)
     busy = _blob_file(tmp_path, "busy.blob", running=True)
     rc, out, _ = run(capsys, "blob", "show", str(busy))
-    assert rc == 0 and "2 vCPU(s), 91 registers each" in out
+    assert rc == 0 and "2 vCPU(s), 92 registers each" in out
     assert "SDEI_EVENT_STATE(0)" in out and "REGISTERED|ENABLED|RUNNING" in out
     rc, out, _ = run(capsys, "blob", "show", str(busy), "--json")
     assert rc == 0 and json.loads(out)["names"]["0x6030000000140100"] == "SDEI_VCPU_STATE"
@@ -153,4 +154,49 @@ def test_selftest_on_the_simulated_backend(capsys: pytest.CaptureFixture[str],
                      "--format", "junit", "-o", str(junit))
     assert rc == 0 and junit.read_text().startswith("<?xml")
     rc, _, err = run(capsys, "selftest", "--suite", "nope")
-    assert rc == 2 and "unknown suite 'nope'" in err
+    assert rc == 2 and err.startswith("sdei-state: unknown suite 'nope' (have: model-conf")
+    assert err.count("\n") == 1
+
+
+def test_selftest_where_nothing_can_run_is_a_kselftest_skip(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    if platform.machine() in ("aarch64", "arm64"):
+        pytest.skip("this host may have arm64 KVM")
+    rc, out, err = run(capsys, "selftest", "--format", "tap", "--backend", "kvm")
+    lines = out.splitlines()
+    assert rc == 4 and err == ""
+    assert lines[:2] == ["TAP version 13", f"1..0 # SKIP --backend kvm: this host is "
+                                           f"{platform.machine()}, not arm64"]
+    rc, out, _ = run(capsys, "selftest", "--backend", "sim", "--suite", "firmware-registers")
+    assert rc == 4 and "0 passed, 0 failed, 18 skipped" in out
+
+
+def test_selftest_tap_json_and_exit_status_0(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(capsys, "selftest", "--backend", "sim", "--format", "tap",
+                     "--case", "sdei-calls/*", "--case", "firmware-registers/values-decode")
+    lines = out.splitlines()
+    assert rc == 0 and lines[:2] == ["TAP version 13", "1..4"]
+    assert lines[3].startswith("ok 1 firmware-registers/values-decode # SKIP needs real arm64")
+    assert lines[4] == "ok 2 sdei-calls/version-and-features"
+    assert lines[-1] == "# Totals: pass:3 fail:0 xfail:0 xpass:0 skip:1 error:0"
+    rc, out, _ = run(capsys, "selftest", "--backend", "sim", "--format", "json",
+                     "--suite", "sdei-calls")
+    doc = json.loads(out)
+    assert rc == 0 and doc["totals"] == {"pass": 3, "fail": 0, "skip": 0}
+    assert [c["name"] for c in doc["cases"]] == [
+        "version-and-features", "calls-outside-a-handler", "calls-smc-conduit"]
+
+
+def test_selftest_list_and_selection_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(capsys, "selftest", "--list", "--suite", "migration", "--case", "*nested*")
+    assert rc == 0 and out == "migration/nested-handlers\n"
+    rc, out, err = run(capsys, "selftest", "--list", "--suite", "stress", "--case", "nope")
+    assert rc == 2 and out == "" and err == (
+        "sdei-state: unknown case 'nope' (have: signals-4-vcpu-threads, "
+        "signals-8-vcpu-threads)\n")
+    with pytest.raises(SystemExit) as e:
+        main(["selftest", "--help"])
+    assert e.value.code == 0
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "exit status: 0 every case that ran passed, 1 a case failed, 4 nothing" in help_text
+    assert "{text,tap,json,junit}" in help_text

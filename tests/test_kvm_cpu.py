@@ -51,6 +51,7 @@ def test_register_ids() -> None:
     assert REG_IDS[CpuReg.ELR_EL1] == 0x6030000000100046  # offsetof(elr_el1) = 280
     assert REG_IDS[CpuReg.SPSR_EL1] == 0x6030000000100048  # spsr[0] at 288
     assert REG_IDS[CpuReg.VBAR_EL1] == 0x603000000013C600
+    assert REG_IDS[CpuReg.SCTLR_EL1] == 0x603000000013C080  # ARM64_SYS_REG(3, 0, 1, 0, 0)
     assert set(REG_IDS) == set(CpuReg) - {CpuReg.SP}
     assert len(set(REG_IDS.values())) == len(REG_IDS)
 

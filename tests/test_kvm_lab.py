@@ -5,8 +5,10 @@ Booting is exercised by `sdei-state lab test` (and .ci/lab), not here.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import lzma
+import os
 import shutil
 import stat
 import subprocess
@@ -15,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from sdei_state import lab
-from sdei_state.lab import cpio, kernel, rootfs
+from sdei_state.lab import cache, cpio, debs, host, kernel, rootfs
 from sdei_state.lab.config import LabConfig
 from sdei_state.lab.progress import LabError, Progress
 
@@ -168,3 +170,219 @@ def test_shell_scripts_parse(script: str) -> None:
     if shutil.which(shell) is None:
         pytest.skip(f"no {shell}")
     subprocess.run([shell, "-n", str(LAB_DIR / script)], check=True)
+
+
+# -- the host's one-time setup ---------------------------------------------------------------
+
+def _host(monkeypatch: pytest.MonkeyPatch, *, root: bool, lacking: list[list[str]]) -> list[str]:
+    """Fake host: ``lacking`` is what each successive ``host.missing()`` call returns; the
+    returned list records the setup-host.sh runs."""
+    runs: list[str] = []
+    answers = iter(lacking)
+    monkeypatch.setattr(host, "missing", lambda qemu="": next(answers))
+    monkeypatch.setattr(host, "is_root", lambda: root)
+
+    def fake_run(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        runs.append(" ".join(argv))
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    return runs
+
+
+def test_root_host_sets_itself_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    runs = _host(monkeypatch, root=True, lacking=[["apt's arm64 architecture"], []])
+    stream = io.StringIO()
+    host.ensure(Progress(stream=stream))
+    assert runs == [f"bash {host.SETUP_SCRIPT}"]
+    assert "lacks apt's arm64 architecture: one-time host setup" in stream.getvalue()
+    runs.clear()
+    _host(monkeypatch, root=True, lacking=[[]])
+    host.ensure(Progress(quiet=True))  # ready: nothing runs
+    assert runs == []
+
+
+def test_root_setup_that_does_not_help_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    _host(monkeypatch, root=True, lacking=[["zstd (package zstd)"]] * 2)
+    with pytest.raises(LabError, match=r"still missing after setup-host.sh: zstd"):
+        host.ensure(Progress(quiet=True))
+
+
+@pytest.mark.parametrize("cmd", [["build"], ["run", "--", "true"], ["test"], ["shell"]])
+def test_not_root_says_in_one_line_what_to_run(cmd: list[str], tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    runs = _host(monkeypatch, root=False,
+                 lacking=[["qemu-system-aarch64 (package qemu-system-arm)"]])
+    rc = lab.main([cmd[0], "--cache", str(tmp_path / "c"), *cmd[1:]])
+    err = capsys.readouterr().err
+    assert rc == 2 and runs == [] and not (tmp_path / "c").exists()
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert "lacks qemu-system-aarch64 (package qemu-system-arm)" in err
+    assert "run `sdei-state lab setup` once as root" in err
+
+
+def test_setup_not_root_is_one_line(monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    runs = _host(monkeypatch, root=False, lacking=[])
+    assert lab.main(["setup"]) == 2
+    err = capsys.readouterr().err
+    assert runs == [] and err.count("\n") == 1 and "needs root" in err and "sudo" in err
+
+
+def test_non_debian_host_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda t: None if t == "dpkg-deb" else "/bin/x")
+    with pytest.raises(LabError, match="no dpkg-deb: the lab needs a Debian"):
+        host.missing()
+
+
+# -- cached .deb files against apt's signed index --------------------------------------------
+
+def _fake_apt(monkeypatch: pytest.MonkeyPatch, served: dict[str, bytes]) -> list[list[str]]:
+    """``apt-get download`` writes ``served[file name]`` into its cwd; records its argv."""
+    calls: list[list[str]] = []
+
+    def fake_run(cmd: list[str], cwd: Path | None = None) -> str:
+        calls.append([str(c) for c in cmd])
+        assert cmd[:2] == ["apt-get", "download"] and cwd is not None
+        for name, body in served.items():
+            (cwd / name).write_bytes(body)
+        return ""
+
+    monkeypatch.setattr(debs, "run", fake_run)
+    return calls
+
+
+def _pkg(body: bytes) -> debs.Pkg:
+    return debs.Pkg("busybox-static", "1:1.35.0-4+b3", "arm64",
+                    sha256=hashlib.sha256(body).hexdigest())
+
+
+def test_sha256_is_read_from_the_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    index = ("Package: busybox-static\nVersion: 1:1.35.0-4+b3\nArchitecture: arm64\n"
+             "Depends: libc6\nSHA256: " + "AB" * 32 + "\nDescription: x\n two\n\n")
+    monkeypatch.setattr(debs, "run", lambda cmd, cwd=None: index)
+    (p,) = debs.resolve(["busybox-static"])
+    assert p.sha256 == "ab" * 32 and p.deb_name == "busybox-static_1%3a1.35.0-4+b3_arm64.deb"
+
+
+def test_good_cached_deb_is_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    body = b"!<arch>\ngood"
+    p = _pkg(body)
+    (tmp_path / p.deb_name).write_bytes(body)
+    calls = _fake_apt(monkeypatch, {})
+    assert debs.download([p], tmp_path) == [tmp_path / p.deb_name]
+    assert calls == []
+
+
+def test_corrupt_cached_deb_is_downloaded_again(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    body = b"!<arch>\ngood"
+    p = _pkg(body)
+    (tmp_path / p.deb_name).write_bytes(b"!<arch>\ntampered")
+    calls = _fake_apt(monkeypatch, {p.deb_name: body})
+    (path,) = debs.download([p], tmp_path)
+    assert path.read_bytes() == body
+    assert calls == [["apt-get", "download", "busybox-static:arm64=1:1.35.0-4+b3"]]
+    assert sorted(f.name for f in tmp_path.iterdir()) == [p.deb_name], "no temporary left"
+
+
+def test_download_not_matching_the_index_is_refused(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    p = _pkg(b"!<arch>\ngood")
+    _fake_apt(monkeypatch, {p.deb_name: b"!<arch>\nevil"})
+    with pytest.raises(RuntimeError, match=r"busybox-static_1%3a1.35.0-4\+b3_arm64.deb: SHA256 "
+                                            r"[0-9a-f]{64} is not the [0-9a-f]{64} of apt's "
+                                            r"index; refusing it"):
+        debs.download([p], tmp_path)
+    assert list(tmp_path.iterdir()) == [], "the refused file is not kept"
+
+
+# -- the cache directory: marker, clean, atomic writes ---------------------------------------
+
+def test_clean_refuses_a_directory_that_is_not_the_labs(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    precious = tmp_path / "home"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    assert lab.main(["clean", "--cache", str(precious)]) == 2
+    err = capsys.readouterr().err
+    assert f"--cache {precious}: not a lab cache (no {cache.MARKER} marker" in err
+    assert err.count("\n") == 1 and (precious / "thesis.tex").read_text() == "years of work"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(cache.CacheError, match="not a lab cache"):
+        cache.clean(empty)  # even an empty directory: only the lab's own
+    assert empty.is_dir()
+    link = tmp_path / "link"
+    link.symlink_to(precious)
+    with pytest.raises(cache.CacheError, match="not a directory; not deleting"):
+        cache.clean(link)
+
+
+def test_clean_deletes_the_labs_own_cache(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    c = cache.prepare(tmp_path / "new" / "lab")
+    assert cache.is_marked(c) and stat.S_IMODE(c.stat().st_mode) == 0o700
+    (c / "kernels").mkdir()
+    assert lab.main(["clean", "--cache", str(c)]) == 0
+    assert not c.exists() and (tmp_path / "new").is_dir()
+    assert lab.main(["clean", "--cache", str(c)]) == 0  # nothing there: nothing to do
+    assert "nothing to delete" in capsys.readouterr().err
+
+
+def test_prepare_adopts_an_old_lab_cache_and_refuses_others(tmp_path: Path) -> None:
+    old = tmp_path / "old"
+    (old / "kernels" / "6.12").mkdir(parents=True)
+    (old / "userspace.cpio").write_bytes(b"")
+    (old / "app-0123456789abcdef.cpio").write_bytes(b"")
+    cache.prepare(old)  # made before the marker existed: only lab names in it
+    assert cache.is_marked(old)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("x")
+    with pytest.raises(cache.CacheError, match="holds files that are not the lab's"):
+        cache.prepare(other)
+    assert sorted(p.name for p in other.iterdir()) == ["notes.txt"]
+
+
+def test_atomic_write_leaves_the_old_file_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "userspace.cpio"
+    target.write_bytes(b"old")
+    with pytest.raises(OSError), cache.atomic_write(target) as f:
+        f.write(b"half")
+        raise OSError("disk full")
+    assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["userspace.cpio"]
+    with cache.atomic_write(target, 0o600) as f:
+        f.write(b"new")
+    assert target.read_bytes() == b"new" and os.listdir(tmp_path) == ["userspace.cpio"]
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def test_replace_dir_swaps_whole_directories(tmp_path: Path) -> None:
+    dest = tmp_path / "kernels" / "6.12"
+    for text in ("first", "second"):
+        stage = tmp_path / f"stage-{text}"
+        stage.mkdir()
+        (stage / "STAMP").write_text(text)
+        cache.replace_dir(stage, dest)
+        assert (dest / "STAMP").read_text() == text and not stage.exists()
+    assert os.listdir(tmp_path / "kernels") == ["6.12"], "the old copy is gone"
+
+
+# -- `sdei-state` inside the guest -----------------------------------------------------------
+
+def test_sdei_state_is_a_command_in_the_guest(tmp_path: Path) -> None:
+    try:
+        rootfs.host_python311()
+    except RuntimeError as e:
+        pytest.skip(str(e))
+    cfg = LabConfig(cache.prepare(tmp_path / "c"))
+    out = rootfs.build_app(cfg, lab.project_root(), Progress(quiet=True))
+    entries = {n: (m, b) for n, m, b in read_newc(out.read_bytes())}
+    mode, body = entries["usr/bin/sdei-state"]
+    assert stat.S_IMODE(mode) == 0o755
+    assert body == b'#!/bin/sh\nexec python3 -P -m sdei_state.cli "$@"\n'
+    assert any(n.startswith(f"{rootfs.GUEST_SITE}/sdei_state/cli") for n in entries)
+    # the guest's PATH (init.sh) has /usr/bin
+    assert "PATH=/usr/sbin:/usr/bin:" in (LAB_DIR / "init.sh").read_text()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import gc
 import os
 import platform
 from collections.abc import Iterator
@@ -263,14 +264,57 @@ def test_no_fd_leak_over_1000_vms(kvm: Kvm) -> None:
     assert _open_fds() == fds - 1
 
 
+def _kvm_mappings() -> list[str]:
+    """The mappings of KVM fds (``anon_inode:kvm-vcpu:N``: struct kvm_run)."""
+    with open("/proc/self/maps") as f:
+        return [ln for ln in f if "kvm" in ln]
+
+
+def test_dropped_vms_and_vcpus_release_at_once(kvm: Kvm) -> None:
+    """Dropping the last reference (no close(), Kvm left open, cycle collector off) releases
+    the fds, the kvm_run mapping and the guest memory right away."""
+    with kvm.create_vm() as vm:  # warm up lazily allocated state (cffi types, caches)
+        vm.create_vcpu(0).map_run()
+    fds, maps, kvm_maps = sorted(os.listdir("/proc/self/fd")), _mappings(), _kvm_mappings()
+    gc.disable()
+    try:
+        for i in range(1000):
+            vm = kvm.create_vm()
+            vcpu = vm.create_vcpu(0)
+            vcpu.map_run()
+            vcpu.reg_batch([TSC])  # a batch refers back to its vCPU
+            vm.add_memory(0, 0, 0x1000)
+            if i % 2:
+                del vm  # the vCPU alone keeps the VM alive; dropping it drops both
+            else:
+                vm.create_vcpu(1)  # a second vCPU, never referenced by the caller
+            vcpu = None  # type: ignore[assignment]
+            vm = None  # type: ignore[assignment]
+            assert len(os.listdir("/proc/self/fd")) == len(fds), f"fd kept after drop {i}"
+    finally:
+        gc.enable()
+    assert sorted(os.listdir("/proc/self/fd")) == fds
+    assert _kvm_mappings() == kvm_maps
+    assert _mappings() <= maps + 2  # allocator noise, not one mapping per VM
+    assert not kvm.closed and kvm.api_version() == 12
+
+
+def test_batch_outliving_its_vcpu_is_ebadf(kvm: Kvm) -> None:
+    with kvm.create_vm() as vm:
+        batch = vm.create_vcpu(0).reg_batch([TSC])
+        with pytest.raises(KvmError) as ei:
+            batch.get()
+        assert ei.value.errno == errno.EBADF
+
+
 def test_kvm_close_closes_its_vms(mode: str) -> None:
     fds = _open_fds()
     kvm = Kvm(mode=mode)  # type: ignore[arg-type]
     vms = [kvm.create_vm() for _ in range(3)]
-    vms[0].create_vcpu(0)
+    vcpu = vms[0].create_vcpu(0)  # held: a dropped vCPU would be closed at once
     assert _open_fds() == fds + 5
     kvm.close()
-    assert all(vm.closed for vm in vms) and _open_fds() == fds
+    assert all(vm.closed for vm in vms) and vcpu.closed and _open_fds() == fds
 
 
 def test_x86_run_exit_is_typed(kvm: Kvm) -> None:

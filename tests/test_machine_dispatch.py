@@ -66,9 +66,10 @@ def test_entry_registers(ev: Event) -> None:
     )
 
 
-# Interrupted PSTATE -> PSTATE on handler entry, worked out by hand from DESIGN section 5:
-# mode EL1h, nRW 0, DAIF set, SS (bit 21), IL (bit 20) and BTYPE (bits 11:10) cleared,
-# NZCV (31:28), DIT (24), UAO (23), PAN (22), SSBS (12), TCO (25) and the rest kept.
+# Interrupted PSTATE -> PSTATE on handler entry with KVM's reset SCTLR_EL1 (SPAN 1, DSSBS 0),
+# worked out by hand from DESIGN section 5 (AArch64.TakeException to EL1): mode EL1h, nRW 0,
+# DAIF set; NZCV (31:28), DIT (24) and PAN (22) kept; SSBS (12) = DSSBS = 0; UAO (23), TCO
+# (25), SS (21), IL (20), BTYPE (11:10) and every other bit 0.
 ENTRY_PSTATE: Final = [
     (0x0000_0005, 0x0000_03C5),  # EL1h
     (0x0000_0004, 0x0000_03C5),  # EL1t
@@ -76,10 +77,11 @@ ENTRY_PSTATE: Final = [
     (0x6000_0004, 0x6000_03C5),  # EL1t, Z C
     (0x0000_0085, 0x0000_03C5),  # EL1h with I already set
     (0x0000_0345, 0x0000_03C5),  # EL1h with D A F set
-    (0xF1F0_1C00, 0xF1C0_13C5),  # EL0t, NZCV DIT UAO PAN SS IL SSBS BTYPE=3
-    (0x2200_0400, 0x2200_03C5),  # EL0t, C, TCO, BTYPE=1
+    (0xF1F0_1C00, 0xF140_03C5),  # EL0t, NZCV DIT UAO PAN SS IL SSBS BTYPE=3: UAO, SSBS go
+    (0x2200_0400, 0x2000_03C5),  # EL0t, C, TCO, BTYPE=1: TCO goes
     (0x0030_0805, 0x0000_03C5),  # EL1h, SS IL BTYPE=2
-    (0x0000_0001_0000_0005, 0x0000_0001_0000_03C5),  # EL1h, bit 32 (PM) kept
+    (0x0080_0005, 0x0000_03C5),  # EL1h, UAO: 0 on entry
+    (0x0000_0001_0000_0005, 0x0000_03C5),  # EL1h, bit 32 (PM): not kept
     (0x8000_0010, 0x8000_03C5),  # AArch32 User, N
 ]
 
@@ -99,16 +101,56 @@ def test_entry_pstate(interrupted: int, entry: int) -> None:
 # SSBS 23, DIT 24, IT[1:0] 26:25, Q 27, NZCV 31:28.
 AA32_BUSY: Final = 0xCFCF_FE30
 """AArch32 User, Thumb, inside an IT block, GE and Q set, big-endian, N Z, PAN, DIT and SSBS."""
-AA32_BUSY_ENTRY: Final = 0xC140_13C5
-"""NZCV, DIT (24), PAN (22) where they are in both layouts; SSBS moved to AArch64 bit 12;
-T, E, IT, GE and Q dropped: they have no AArch64 meaning (bit 12 would be SSBS, 13 ALLINT,
-23 UAO, 25 TCO)."""
+AA32_BUSY_ENTRY: Final = 0xC140_03C5
+"""NZCV, DIT (24), PAN (22), at the same bits in both layouts, kept; SSBS comes from
+SCTLR_EL1.DSSBS (0 at reset), not from the AArch32 SSBS; T, E, IT, GE and Q dropped."""
+
+RESET_SCTLR: Final = 0x00C5_0078
+NO_SPAN: Final = RESET_SCTLR & ~(1 << 23)
+DSSBS: Final = RESET_SCTLR | 1 << 44
+
+
+# (interrupted PSTATE, SCTLR_EL1 at dispatch, entry PSTATE), by hand from DESIGN section 5.
+ENTRY_WITH_SCTLR: Final = [
+    (0x0000_0005, NO_SPAN, 0x0040_03C5),  # SPAN 0: PAN set on entry
+    (0x0040_0005, NO_SPAN, 0x0040_03C5),
+    (0x0040_0005, RESET_SCTLR, 0x0040_03C5),  # SPAN 1: PAN kept
+    (0x0000_0005, DSSBS, 0x0000_13C5),  # SSBS = DSSBS
+    (0x0000_1005, RESET_SCTLR, 0x0000_03C5),  # the interrupted SSBS does not carry
+    (0x0080_1005, NO_SPAN | 1 << 44, 0x0040_13C5),  # UAO goes; PAN set; SSBS from DSSBS
+    (AA32_BUSY, NO_SPAN | 1 << 44, 0xC140_13C5),  # AArch32 source, both SCTLR rules
+]
+
+
+@pytest.mark.parametrize(("interrupted", "sctlr", "entry"), ENTRY_WITH_SCTLR,
+                         ids=lambda v: hex(v))
+def test_entry_pstate_reads_sctlr_at_dispatch(interrupted: int, sctlr: int, entry: int) -> None:
+    for ev in EVENTS:
+        vm = armed(ev)
+        vm.cpus[0][CpuReg.PSTATE] = interrupted
+        vm.cpus[0][CpuReg.SCTLR_EL1] = sctlr  # set after REGISTER: read at dispatch
+        assert vm.dispatch(0) == ev
+        assert hex(vm.cpus[0][CpuReg.PSTATE]) == hex(entry)
+        assert vm.cpus[0][CpuReg.SCTLR_EL1] == sctlr  # read, never written
+
+
+def test_resume_pstate_reads_sctlr_at_completion() -> None:
+    """COMPLETE_AND_RESUME computes the PSTATE from the SCTLR_EL1 of that moment."""
+    vm = armed(SW_SIGNALED)
+    vm.cpus[0][CpuReg.PSTATE] = 0x0000_0005
+    assert vm.dispatch(0) == SW_SIGNALED
+    assert vm.cpus[0][CpuReg.PSTATE] == 0x3C5
+    vm.cpus[0][CpuReg.SCTLR_EL1] = NO_SPAN | 1 << 44  # the handler changed SCTLR_EL1
+    vm.call(0, Function.EVENT_COMPLETE_AND_RESUME, 0x9000)
+    assert hex(vm.cpus[0][CpuReg.PSTATE]) == hex(0x0040_13C5)
+    assert vm.cpus[0][CpuReg.SPSR_EL1] == 0x5
+    assert vm.cpus[0][CpuReg.PC] == 0x9000
 
 
 def test_entry_pstate_from_aarch32_user_keeps_named_fields_only() -> None:
-    """DESIGN keeps NZCV, PAN, DIT and SSBS. From AArch32 those are fields of a different
-    layout; copying the AArch32 bits as they are turns IT/GE/Q/SSBS bits into AArch64 SSBS,
-    ALLINT, UAO and TCO (and sets RES0 bits) in the handler's PSTATE."""
+    """From AArch32 only NZCV, DIT and PAN carry over (the same bits in KVM's SPSR layout);
+    copying the AArch32 bits as they are would turn IT/GE/Q/SSBS bits into AArch64 SSBS,
+    ALLINT, UAO and TCO (and set RES0 bits) in the handler's PSTATE."""
     vm = armed(SW_SIGNALED)
     vm.cpus[0][CpuReg.PSTATE] = AA32_BUSY
     assert vm.dispatch(0) == SW_SIGNALED
@@ -443,3 +485,24 @@ def test_deliverable_matches_dispatch() -> None:
     assert vm.machine.deliverable(0) == SW_SIGNALED
     assert vm.dispatch(0) == SW_SIGNALED
     assert vm.machine.deliverable(0) is None
+
+
+# -- the SDEI feature gate (STD_BMAP bit 1) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("ev", EVENTS, ids=lambda e: e.name)
+def test_gate_off_nothing_is_dispatched_or_injected(ev: Event) -> None:
+    """DESIGN section 4: with the gate off nothing is injected or dispatched, even for state a
+    VMM wrote through ONE_REG (here: registered, enabled, pending, unmasked)."""
+    vm = armed(ev)
+    vm.machine.enabled = False
+    vm.machine.has_run = False
+    before, regs = vm.state(0), vm.cpus[0].snapshot()
+    assert vm.machine.deliverable(0) is None
+    assert vm.dispatch(0) is None
+    assert vm.machine.has_run is True  # the entry check still counts as a run
+    assert vm.inject(0, ev.number) is False
+    assert vm.kicked.count(0) == 1  # only make_pending's kick, none from the refused inject
+    assert (vm.state(0), vm.cpus[0].snapshot()) == (before, regs)
+    vm.machine.enabled = True  # the same state with the gate on: taken at once
+    assert vm.dispatch(0) == ev

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from sdei_state.cpu import CpuReg
+from sdei_state.errors import RestoreError
 from sdei_state.migration import (
     Blob,
     Destination,
@@ -26,6 +28,7 @@ STD, STD_HYP, VENDOR, VENDOR_2 = (0x6030_0000_0016_0000 + n for n in range(4))
 SDEI_VCPU_STATE = 0x6030_0000_0014_0100
 EP_ADDR_0 = 0x6030_0000_0014_0120
 PC = 0x6030_0000_0010_0040
+PSTATE = 0x6030_0000_0010_0042
 VBAR = 0x6030_0000_0013_C600
 
 
@@ -300,3 +303,31 @@ def test_values_are_checked_against_their_register_width() -> None:
     ]
     (bad_id,), _, _ = check_vcpu({"PC": 0}, d)  # type: ignore[dict-item]
     assert bad_id.reg_id is None and "'PC' is not a register id" in bad_id.reason
+
+
+# PSTATE modes Linux 6.12 set_core_reg() refuses for an AArch64-EL1 vCPU without nested
+# virtualization: EL2t/h, EL3t/h, reserved, AArch32 other than User.
+@pytest.mark.parametrize(("pstate", "ok"), [
+    (0x5, True), (0x0, True), (0x4, True), (0x10, True), (0x6000_03C5, True),
+    (0x8, False), (0x9, False), (0xC, False), (0xD, False), (0x1, False), (0x3C9, False),
+    (0x13, False), (0x1F, False), (0x1A, False),
+])
+def test_a_core_pstate_the_destination_refuses_is_reported(pstate: int, ok: bool) -> None:
+    h = host()
+    report = preflight(blob_of({PC: 0x1000, PSTATE: pstate}, 2), dest(h, (PSTATE,)))
+    assert report.ok is ok
+    if not ok:
+        assert problems(report) == [(0, PSTATE), (1, PSTATE)]
+        assert f"{pstate:#x}" in str(report) and "set_core_reg" in str(report)
+
+
+def test_restore_refuses_a_saved_el2_pstate_before_writing_anything() -> None:
+    src = SimVm(1)
+    src.vcpus[0].cpu.write({CpuReg.PSTATE: 0x9, CpuReg.X0: 7})  # at EL2h, as a nested guest
+    blob = save_vm(src.vcpus)
+    dst = SimVm(1)
+    before = dst.vcpus[0].get_regs(dst.reg_ids)
+    with pytest.raises(RestoreError) as e:
+        restore_vm(dst.vcpus, blob)
+    assert "PSTATE" in str(e.value) and "0x9" in str(e.value)
+    assert dst.vcpus[0].get_regs(dst.reg_ids) == before

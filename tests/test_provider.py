@@ -221,6 +221,43 @@ def test_sdei_bit_gate_and_ebusy() -> None:
     view.set_reg(firmware.STD_BMAP, 1)  # the same value is accepted after the run
 
 
+def test_std_bmap_unknown_bits_are_einval_before_ebusy() -> None:
+    """Upstream kvm_arm_set_fw_reg_bmap(): unknown bits EINVAL first, then EBUSY after the
+    first run; a refused write changes nothing, in the kernel or in the provider."""
+    p, k, stock = _setup(1)
+    view = p.vcpu(0)
+    assert _call(p, k[0], 0, Function.VERSION) == 0x0001_0001_564B_CAA9  # the VM has run
+    for value in (0x4, 0x5, 0x7, 1 << 63):  # bit 2 and bit 63 are unknown to every host
+        with pytest.raises(RegError) as ei:
+            view.set_reg(firmware.STD_BMAP, value)
+        assert ei.value.errno == errno.EINVAL, hex(value)
+    with pytest.raises(RegError) as ei:
+        view.set_reg(firmware.STD_BMAP, 0x1)  # only the SDEI bit changes: EBUSY
+    assert ei.value.errno == errno.EBUSY
+    # The scripted kernel never entered KVM_RUN, so it would accept a change of bit 0; the
+    # provider refuses the SDEI bit and puts the kernel's value back.
+    assert not stock.has_run
+    with pytest.raises(RegError) as ei:
+        view.set_reg(firmware.STD_BMAP, 0x0)
+    assert ei.value.errno == errno.EBUSY
+    assert k[0].get_reg(firmware.STD_BMAP) == 1 and view.get_reg(firmware.STD_BMAP) == 3
+    assert p.machine.enabled
+
+
+def test_gate_off_nothing_is_dispatched_or_injected() -> None:
+    """DESIGN section 4: with STD_BMAP bit 1 clear, state written through the provider's
+    registers (registered, enabled, pending, unmasked) is never dispatched or injected."""
+    p, k, _ = _setup(1)
+    view = p.vcpu(0)
+    view.set_regs([(firmware.STD_BMAP, 1), (sdei.ep_addr_id(0), EP),
+                   (sdei.event_state_id(0), 0b1011), (sdei.VCPU_STATE_ID, 0)])
+    before = k[0].sim.get_regs(k[0].sim.reg_list())
+    assert p.before_run(0) is None
+    assert p.inject(0, SW_SIGNALED.number) is False
+    assert k[0].sim.get_regs(k[0].sim.reg_list()) == before
+    assert view.get_reg(sdei.event_state_id(0)) == 0b1011
+
+
 def test_invalid_sdei_write_is_einval_and_changes_nothing() -> None:
     p, _, _ = _setup(1)
     view = p.vcpu(0)

@@ -80,7 +80,7 @@ OK = {"vcpu": 0, "call": "VERSION"}
     ({"vcpu": 0, "cpu": {"x": {"x1": 1}}}, "cpu.x key 'x1' is not a register number 0-30"),
     ({"vcpu": 0, "cpu": {"x3": 1}}, "give general registers as cpu.x, not 'x3'"),
     ({"vcpu": 0, "cpu": {"lr": 1}}, "unknown cpu register 'lr' (x, sp, pc, pstate, elr_el1, "
-                                    "spsr_el1, vbar_el1)"),
+                                    "spsr_el1, vbar_el1, sctlr_el1)"),
     ({"vcpu": 0, "cpu": {"pc": -4}}, "cpu.pc: -4 is not an unsigned 64-bit integer"),
     ({"vcpu": 0, "cpu": {"x": {"1": 1.5}}}, "cpu.x.1: 1.5 is not an unsigned 64-bit integer"),
     ({"vcpu": 0, "set_reg": {"id": 1}}, "'set_reg' must be {\"id\": ..., \"value\": ...}"),
@@ -248,6 +248,30 @@ def test_migrate_continues_on_a_fresh_vm_with_the_same_state() -> None:
     assert runner.step(scenario.Step(9, "migrate", None, True)) == {}
     assert runner.vm is not vm
     assert runner.final() == before
+
+
+def test_sctlr_el1_is_an_input_read_at_dispatch_and_carried_by_migrate() -> None:
+    """DESIGN section 7: ``cpu.sctlr_el1`` starts at 0x00C50078, steers the entry PSTATE, is
+    not in the result's ``cpu`` object, and travels with ``migrate`` as a system register."""
+    sctlr = 0x1000_0045_0078  # SPAN (23) clear, DSSBS (44) set
+    result = scenario.run(doc(
+        {"vcpu": 0, "get_reg": "SCTLR_EL1"},
+        {"vcpu": 0, "call": "EVENT_REGISTER", "args": [0, 65536, 42, 0, 0]},
+        {"vcpu": 0, "call": "EVENT_ENABLE", "args": [0]},
+        {"vcpu": 0, "call": "PE_UNMASK"},
+        {"vcpu": 0, "call": "EVENT_SIGNAL", "args": [0, 0]},
+        {"vcpu": 0, "cpu": {"sctlr_el1": sctlr, "pstate": 0x0080_0005}},
+        {"migrate": True},
+        {"vcpu": 0, "get_reg": "0x603000000013c080"},
+        {"vcpu": 0, "dispatch": True},
+    ))
+    steps = result["steps"]
+    assert steps[0] == {"value": 0x00C5_0078}
+    assert steps[7] == {"value": sctlr}
+    # EL1h + DAIF, PAN set (SPAN 0), SSBS set (DSSBS 1), UAO of the interrupted state gone.
+    assert steps[8]["taken"] == 0 and steps[8]["pstate"] == 0x0040_13C5
+    assert "sctlr_el1" not in result["final"][0]["cpu"]
+    assert result["final"][0]["registers"]["0x603000000013c080"] == sctlr
 
 
 def test_generated_scenarios_are_valid_and_deterministic() -> None:

@@ -1,10 +1,12 @@
 """``sdei-state selftest`` on the simulated backend: every SDEI suite runs on the interpreter
 and passes; the host loop equals ``simulate``; comparisons and spec facts catch what differs;
-the stress accounting catches a lost or doubled signal; reports and exit status."""
+the stress accounting catches a lost or doubled signal; kselftest's exit statuses and TAP, the
+JSON, text and JUnit reports, ``--list`` and ``--suite``/``--case`` selection."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import platform
 import xml.etree.ElementTree as ET
 from typing import Any
@@ -15,9 +17,22 @@ from sdei_state.cpu import CpuReg
 from sdei_state.guest.doorbell import Bell, BellKind
 from sdei_state.kvm.exits import Exit
 from sdei_state.machine import CallOutcome
-from sdei_state.selftest import SelftestError, all_suites, main, pick_backend
+from sdei_state.selftest import all_suites, main, pick_backend, report
 from sdei_state.selftest.backends import SimBackend
-from sdei_state.selftest.core import CheckFailed, Outcome, run_suites
+from sdei_state.selftest.core import (
+    KSFT_FAIL,
+    KSFT_PASS,
+    KSFT_SKIP,
+    BackendUnavailable,
+    CaseResult,
+    CheckFailed,
+    Outcome,
+    Report,
+    SelftestError,
+    exit_status,
+    run_suites,
+    select,
+)
 from sdei_state.selftest.host import Driver, simulate
 from sdei_state.selftest.programs.catalog import (
     PROGRAMS,
@@ -76,8 +91,14 @@ def test_cli_passes_and_names_the_backend(capsys: pytest.CaptureFixture[str]) ->
 def test_tap_and_junit_reports(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(backend="sim", fmt="tap", suites=["sdei-calls", "firmware-registers"]) == 0
     tap = capsys.readouterr().out.splitlines()
-    assert tap[0] == "TAP version 13" and tap[1] == f"1..{3 + 18}"
-    assert any(line.startswith("ok ") and "# SKIP needs real arm64 KVM" in line for line in tap)
+    assert tap[:2] == ["TAP version 13", f"1..{18 + 3}"]
+    assert tap[2].startswith("# sdei-state selftest on backend: simulated vCPU")
+    assert tap[3] == ("ok 1 firmware-registers/reg-list-base # SKIP needs real arm64 KVM (the "
+                      "simulated vCPU is the model itself): --backend sim was asked for")
+    assert tap[21:24] == ["ok 19 sdei-calls/version-and-features",
+                          "ok 20 sdei-calls/calls-outside-a-handler",
+                          "ok 21 sdei-calls/calls-smc-conduit"]
+    assert tap[-1] == "# Totals: pass:3 fail:0 xfail:0 xpass:0 skip:18 error:0"
     assert sum(line.startswith("not ok") for line in tap) == 0
     out = tmp_path / "r.xml"
     assert main(backend="sim", fmt="junit", output=str(out), suites=["migration"]) == 0
@@ -94,16 +115,54 @@ def test_auto_backend_on_this_host_is_the_simulated_one() -> None:
     assert be.kind == "sim" and f"this host is {platform.machine()}, not arm64" in be.name
 
 
-def test_kvm_backend_asked_for_on_x86_is_a_user_error() -> None:
+def test_kvm_backend_asked_for_on_x86_skips_every_case(
+        capsys: pytest.CaptureFixture[str]) -> None:
     if platform.machine() in ("aarch64", "arm64"):
         pytest.skip("this host may have arm64 KVM")
-    with pytest.raises(SelftestError, match="--backend kvm: this host is"):
+    with pytest.raises(BackendUnavailable, match="--backend kvm: this host is"):
         pick_backend("kvm")
+    # kselftest's KSFT_SKIP: exit 4 and a plan of no tests with the reason.
+    assert main(backend="kvm", fmt="tap") == KSFT_SKIP
+    why = f"--backend kvm: this host is {platform.machine()}, not arm64"
+    assert capsys.readouterr().out == (f"TAP version 13\n1..0 # SKIP {why}\n"
+                                       f"# sdei-state selftest on backend: none ({why})\n")
+    assert main(backend="kvm", fmt="json") == KSFT_SKIP
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["totals"] == {"pass": 0, "fail": 0, "skip": 96} and doc["exit_status"] == 4
+    assert {c["reason"] for c in doc["cases"]} == {why}
 
 
-def test_unknown_suite_is_named() -> None:
-    with pytest.raises(SelftestError, match="unknown suite 'nope'"):
+def test_all_skipped_is_a_kselftest_skip(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(backend="sim", fmt="tap", suites=["firmware-registers", "sdei-in-kernel"]) == 4
+    tap = capsys.readouterr().out.splitlines()
+    assert tap[0] == "TAP version 13" and len(tap) == 3
+    assert tap[1] == ("1..0 # SKIP needs real arm64 KVM (the simulated vCPU is the model "
+                      "itself): --backend sim was asked for; needs a kernel that lists the "
+                      "SDEI registers itself: --backend sim was asked for")
+    assert main(backend="sim", suites=["firmware-registers"]) == KSFT_SKIP
+    assert "0 passed, 0 failed, 18 skipped" in capsys.readouterr().out
+
+
+def test_unknown_names_are_one_line_errors_listing_the_known_ones() -> None:
+    with pytest.raises(SelftestError, match=r"unknown suite 'nope' \(have: model-conformance, "
+                       r"firmware-registers, sdei-calls, "):
         main(backend="sim", suites=["nope"])
+    with pytest.raises(SelftestError, match=r"^unknown case 'nope' \(have: handler-running, "
+                       r"before-complete-and-resume, nested-handlers, pending-while-masked\)$"):
+        main(backend="sim", suites=["migration"], cases=["nope"])
+    with pytest.raises(SelftestError, match=r"unknown suite 'x' in --case 'x/y' \(have: "):
+        main(backend="sim", cases=["x/y"])
+    with pytest.raises(SelftestError, match=r"unknown case 'stress/event-context' \(have: "
+                       r"signals-4-vcpu-threads, signals-8-vcpu-threads\)"):
+        main(backend="sim", cases=["stress/event-context"])
+    with pytest.raises(SelftestError, match=r"^unknown case '\*nothing\*' \(have: [^\n]*\)$"):
+        main(backend="sim", list_only=True, cases=["*nothing*"])
+
+
+def test_an_unwritable_report_file_is_a_one_line_error(tmp_path: Any) -> None:
+    with pytest.raises(SelftestError, match=r"^/.*/no/such/dir/r\.tap: No such file or directory$"):
+        main(backend="sim", fmt="tap", suites=["sdei-calls"],
+             output=str(tmp_path / "no" / "such" / "dir" / "r.tap"))
 
 
 # -- the host loop -----------------------------------------------------------------------
@@ -296,12 +355,110 @@ def test_plans_exist_for_both_backends() -> None:
     assert set(PLANS) == {"sim", "kvm"} and set(PLANS["sim"]) == set(PLANS["kvm"]) == {4, 8}
 
 
-def test_list_prints_every_suite(capsys: pytest.CaptureFixture[str]) -> None:
+def test_list_prints_suite_slash_case_one_per_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(backend="sim", list_only=True) == 0
-    out = capsys.readouterr().out
-    for name in ("model-conformance", "firmware-registers", *SDEI_SUITES, "sdei-in-kernel"):
-        assert f"\n{name}: " in f"\n{out}"
-    assert "  signal-from-another-vcpu\n" in out and "  migrate-nested-handlers\n" in out
+    lines = capsys.readouterr().out.splitlines()
+    be = SimBackend("test")
+    assert lines == [f"{s.name}/{c.name}" for s in all_suites(be) for c in s.cases]
+    assert len(lines) == 96 and "sdei-dispatch/signal-from-another-vcpu" in lines
+    assert {line.split("/")[0] for line in lines} == {
+        "model-conformance", "firmware-registers", *SDEI_SUITES, "sdei-in-kernel"}
+    assert main(backend="sim", list_only=True, suites=["stress"]) == 0
+    assert capsys.readouterr().out == ("stress/signals-4-vcpu-threads\n"
+                                       "stress/signals-8-vcpu-threads\n")
+
+
+def test_selection_by_suite_and_case_with_globs() -> None:
+    suites = all_suites(SimBackend("test"))
+
+    def paths(*, s: tuple[str, ...] = (), c: tuple[str, ...] = ()) -> list[str]:
+        return [f"{x.name}/{y.name}" for x in select(suites, s, c) for y in x.cases]
+
+    assert paths() == [f"{x.name}/{y.name}" for x in suites for y in x.cases]
+    assert paths(s=("sdei-c*",)) == ["sdei-calls/version-and-features",
+                                     "sdei-calls/calls-outside-a-handler",
+                                     "sdei-calls/calls-smc-conduit"]
+    # A bare case name is taken in every chosen suite; SUITE/CASE in those suites only.
+    assert paths(c=("critical-first",)) == ["model-conformance/critical-first",
+                                            "sdei-dispatch/critical-first",
+                                            "sdei-in-kernel/critical-first"]
+    assert paths(c=("sdei-dispatch/critical-first",)) == ["sdei-dispatch/critical-first"]
+    assert paths(s=("migration", "stress"), c=("*-8-*", "nested-handlers")) == [
+        "migration/nested-handlers", "stress/signals-8-vcpu-threads"]
+    assert paths(c=("sdei-*/relative-*",)) == [
+        "sdei-dispatch/relative-entry", "sdei-dispatch/relative-vbar-at-dispatch",
+        "sdei-in-kernel/relative-entry", "sdei-in-kernel/relative-vbar-at-dispatch"]
+    (only,) = select(suites, ("migration",), ("handler-running",))
+    assert only.needs == frozenset({"sdei"}) and only.description
+
+
+def test_case_selection_runs_only_those(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(backend="sim", fmt="json", cases=["sdei-dispatch/event-context",
+                                                  "version-features"]) == KSFT_PASS
+    doc = json.loads(capsys.readouterr().out)
+    assert set(doc) == {"backend", "cases", "totals", "duration", "notes", "exit_status"}
+    assert doc["backend"].startswith("simulated vCPU (reference model)")
+    assert [(c["suite"], c["name"], c["status"], c["reason"]) for c in doc["cases"]] == [
+        ("model-conformance", "version-features", "pass", None),
+        ("sdei-dispatch", "event-context", "pass", None)]
+    assert all(isinstance(c["duration"], float) and c["duration"] >= 0 for c in doc["cases"])
+    assert doc["totals"] == {"pass": 2, "fail": 0, "skip": 0} and doc["exit_status"] == 0
+
+
+# -- reporters and exit status on results of every kind ---------------------------------------
+
+_MIXED = (CaseResult("s", "good", Outcome.PASS, "", 0.5),
+          CaseResult("s", "bad", Outcome.FAIL, "x1: got 1 (0x1), want 2 (0x2)\nsecond line", 0.25),
+          CaseResult("t", "absent", Outcome.SKIP, "needs a thing\nit lacks", 0.0))
+
+
+def test_exit_status_is_kselftests() -> None:
+    assert exit_status(_MIXED) == KSFT_FAIL == 1
+    assert exit_status(_MIXED[::2]) == KSFT_PASS == 0
+    assert exit_status(_MIXED[2:]) == KSFT_SKIP == 4
+    assert exit_status(()) == KSFT_SKIP
+
+
+def test_tap_reports_failures_skips_and_notes_the_kselftest_way() -> None:
+    out = report.tap(Report("be", _MIXED, 1.0, ("migrated 3 registers",)))
+    assert out.splitlines() == [
+        "TAP version 13",
+        "1..3",
+        "# sdei-state selftest on backend: be",
+        "ok 1 s/good",
+        "# s/bad: x1: got 1 (0x1), want 2 (0x2)",
+        "# s/bad: second line",
+        "not ok 2 s/bad",
+        "ok 3 t/absent # SKIP needs a thing it lacks",
+        "# migrated 3 registers",
+        "# Totals: pass:1 fail:1 xfail:0 xpass:0 skip:1 error:0",
+    ]
+    assert report.tap(Report("be", _MIXED[2:], 0.0)) == (
+        "TAP version 13\n1..0 # SKIP needs a thing it lacks\n"
+        "# sdei-state selftest on backend: be\n")
+
+
+def test_json_and_text_and_junit_carry_every_result() -> None:
+    rep = Report("be", _MIXED, 1.0, ("a note",))
+    doc = json.loads(report.json(rep))
+    assert doc == {
+        "backend": "be",
+        "cases": [
+            {"suite": "s", "name": "good", "status": "pass", "reason": None, "duration": 0.5},
+            {"suite": "s", "name": "bad", "status": "fail",
+             "reason": "x1: got 1 (0x1), want 2 (0x2)\nsecond line", "duration": 0.25},
+            {"suite": "t", "name": "absent", "status": "skip", "reason": "needs a thing\nit lacks",
+             "duration": 0.0}],
+        "totals": {"pass": 1, "fail": 1, "skip": 1},
+        "duration": 1.0,
+        "notes": ["a note"],
+        "exit_status": 1,
+    }
+    text = report.text(rep)
+    assert "  FAIL bad  -- x1: got 1" in text and text.endswith("\nnotes:\n  a note\n")
+    root = ET.fromstring(report.junit(rep).split("\n", 1)[1])
+    assert [s.get("failures") for s in root.findall("testsuite")] == ["1", "0"]
+    assert set(report.REPORTERS) == {"text", "tap", "json", "junit"}
 
 
 def test_bell_helpers_used_by_the_facts() -> None:

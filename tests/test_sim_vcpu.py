@@ -58,6 +58,7 @@ def bmap(regno: int) -> int:
 X = [core(2 * n) for n in range(31)]
 SP, PC, PSTATE, ELR_EL1, SPSR_EL1 = core(62), core(64), core(66), core(70), core(72)
 VBAR_EL1 = ARM64_U64 | 0x0013 << 16 | 3 << 14 | 0 << 11 | 12 << 7 | 0 << 3 | 0
+SCTLR_EL1 = ARM64_U64 | 0x0013 << 16 | 3 << 14 | 0 << 11 | 1 << 7 | 0 << 3 | 0
 PSCI, WA1, WA2, WA3 = fw(0), fw(1), fw(2), fw(3)
 STD, STD_HYP, VENDOR, VENDOR_2 = bmap(0), bmap(1), bmap(2), bmap(3)
 SDEI_VCPU_STATE = fw(0x100)
@@ -75,7 +76,7 @@ EXPECTED_LIST = (
     PSCI, WA1, WA2, WA3, STD, STD_HYP, VENDOR,
     SDEI_VCPU_STATE, *EVENT_STATE, EP_ADDR[0], EP_ARG[0], EP_ADDR[1], EP_ARG[1],
     *(ctx(c, r) for c in (0, 1) for r in range(20)),
-    VBAR_EL1,
+    SCTLR_EL1, VBAR_EL1,
 )
 
 
@@ -99,7 +100,7 @@ def test_reg_list_is_kvm_order_core_fw_sdei_sysregs() -> None:
     vm = SimVm(2)
     assert vm.vcpus[0].reg_list() == EXPECTED_LIST
     assert vm.vcpus[1].reg_list() == EXPECTED_LIST
-    assert len(EXPECTED_LIST) == 36 + 7 + 47 + 1
+    assert len(EXPECTED_LIST) == 36 + 7 + 47 + 2
 
 
 def test_sim_vcpu_is_a_reg_transport() -> None:
@@ -123,7 +124,7 @@ def test_stock_host_lists_no_sdei_registers() -> None:
     listed = v.reg_list()
     assert not set(listed) & set(SDEI_REG_IDS)
     assert listed == (*X, SP, PC, PSTATE, ELR_EL1, SPSR_EL1,
-                      PSCI, WA1, WA2, WA3, STD, STD_HYP, VENDOR, VBAR_EL1)
+                      PSCI, WA1, WA2, WA3, STD, STD_HYP, VENDOR, SCTLR_EL1, VBAR_EL1)
     with pytest.raises(RegError) as e:
         v.get_reg(SDEI_VCPU_STATE)
     assert errno_of(e) == errno.ENOENT
@@ -189,7 +190,7 @@ def test_init_resets_core_and_sdei_state() -> None:
 @pytest.mark.parametrize("reg_id", [
     fw(4), fw(0xFF), fw(0x101), fw(0x112), fw(0x124), fw(0x154), fw(0x174), fw(0x1FF),
     bmap(4), bmap(3),  # VENDOR_HYP_BMAP_2 does not exist on the 6.12-based SDEI host
-    ARM64_U64 | 0x0013 << 16 | 3 << 14 | 0 << 11 | 1 << 7 | 0 << 3 | 0,  # SCTLR_EL1: not listed
+    ARM64_U64 | 0x0013 << 16 | 3 << 14 | 0 << 11 | 13 << 7 | 0 << 3 | 4,  # TPIDR_EL1: not listed
     core(68),  # sp_el1: a real core register the sim does not carry
     core(84, 0x4),  # fp_regs.vregs[0]
 ])
@@ -257,10 +258,11 @@ def test_core_ids_are_the_memory_cpu_registers() -> None:
     v = SimVm(1).vcpus[0]
     pairs = [(X[n], CpuReg(n)) for n in range(31)] + [
         (SP, CpuReg.SP), (PC, CpuReg.PC), (PSTATE, CpuReg.PSTATE), (ELR_EL1, CpuReg.ELR_EL1),
-        (SPSR_EL1, CpuReg.SPSR_EL1), (VBAR_EL1, CpuReg.VBAR_EL1)]
+        (SPSR_EL1, CpuReg.SPSR_EL1), (VBAR_EL1, CpuReg.VBAR_EL1), (SCTLR_EL1, CpuReg.SCTLR_EL1)]
     for i, (rid, reg) in enumerate(pairs):
-        v.set_reg(rid, 0x1000 + i)
-        assert v.cpu[reg] == 0x1000 + i
+        value = 0x1000 + (i << 5)  # M[4:0] = 0: EL0t, a PSTATE KVM accepts
+        v.set_reg(rid, value)
+        assert v.cpu[reg] == value
         v.cpu[reg] = 0x2000 + i
         assert v.get_reg(rid) == 0x2000 + i
 
@@ -269,7 +271,41 @@ def test_core_reset_values() -> None:
     v = SimVm(1).vcpus[0]
     values = dict(zip(v.reg_list(), snapshot(v), strict=True))
     assert values[PSTATE] == 5  # EL1h
+    assert values[SCTLR_EL1] == 0x00C5_0078  # KVM's reset value (sys_regs.c reset_val)
     assert all(values[r] == 0 for r in (*X, SP, PC, ELR_EL1, SPSR_EL1, VBAR_EL1))
+
+
+# PSTATE.M[4:0] -> what Linux 6.12 set_core_reg() (arch/arm64/kvm/guest.c) answers for a vCPU
+# with an AArch64 EL1 and no nested virtualization, on a host that runs AArch32 at EL0.
+PSTATE_MODES = [
+    (0b00000, None), (0b00100, None), (0b00101, None),  # EL0t, EL1t, EL1h
+    (0b10000, None),  # AArch32 User
+    (0b01000, "EL2T"), (0b01001, "EL2H"),  # no nested virtualization
+    (0b01100, "EL3T"), (0b01101, "EL3H"),
+    (0b00001, "reserved"), (0b00010, "reserved"), (0b00011, "reserved"), (0b00110, "reserved"),
+    (0b01111, "reserved"),
+    (0b10001, "FIQ"), (0b10010, "IRQ"), (0b10011, "Supervisor"), (0b10111, "Abort"),
+    (0b11011, "Undefined"), (0b11111, "System"),  # only for a 32-bit EL1 vCPU
+    (0b11010, "Hyp"), (0b10110, "Monitor"), (0b10100, "reserved"),
+]
+
+
+@pytest.mark.parametrize(("mode", "refused"), PSTATE_MODES, ids=lambda v: str(v))
+def test_core_pstate_is_judged_as_kvm_set_core_reg(mode: int, refused: str | None) -> None:
+    v = SimVm(1).vcpus[0]
+    value = 0x6000_03C0 | mode
+    if refused is None:
+        v.set_reg(PSTATE, value)
+        assert v.get_reg(PSTATE) == value
+        return
+    before = snapshot(v)
+    with pytest.raises(RegError) as e:
+        v.set_regs([(X[1], 7), (PSTATE, value), (X[2], 9)])
+    assert errno_of(e) == errno.EINVAL
+    assert refused in str(e.value) and f"{value:#x}" in str(e.value)
+    after = dict(zip(v.reg_list(), snapshot(v), strict=True))
+    assert after[PSTATE] == 5 and after[X[1]] == 7 and after[X[2]] == 0  # in order, as KVM
+    assert [a for a, b in zip(snapshot(v), before, strict=True) if a != b] == [7]
 
 
 # -- the SDEI block ----------------------------------------------------------------------

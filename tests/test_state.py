@@ -15,11 +15,8 @@ from sdei_state.spec import Priority, Status
 from sdei_state.state import (
     CONTEXT_MODES,
     LEGAL_STATUS,
-    PSTATE_BTYPE,
     PSTATE_DAIF,
-    PSTATE_IL,
     PSTATE_MODE_MASK,
-    PSTATE_SS,
     RESET_STATE,
     U64_MAX,
     Context,
@@ -175,17 +172,56 @@ def test_context_modes_constant() -> None:
 # -- handler_entry_pstate (exact dispatch values are in test_machine_dispatch.py) ----------------
 
 
+RESET_SCTLR: Final = 0x00C5_0078  # KVM's reset SCTLR_EL1: SPAN (bit 23) set, DSSBS (bit 44) 0
+NO_SPAN: Final = RESET_SCTLR & ~(1 << 23)
+DSSBS: Final = RESET_SCTLR | 1 << 44
+# AArch64 EL0t with N, V, SSBS (12), ALLINT (13), BTYPE 3, IL, SS, PAN, UAO, DIT, TCO (25) set.
+BUSY_A64: Final = 0x9000_0000 | 1 << 12 | 1 << 13 | 0b11 << 10 | 1 << 20 | 1 << 21 | 1 << 22 \
+    | 1 << 23 | 1 << 24 | 1 << 25
+# AArch32 User with N, Z, Q, IT, GE, E, T, SSBS (23 in AArch32), PAN and DIT set.
+BUSY_A32: Final = 0x6000_0000 | 1 << 27 | 0b11 << 25 | 0xF << 16 | 0x3F << 10 | 1 << 9 \
+    | 1 << 5 | 1 << 23 | 1 << 22 | 1 << 24 | 0b10000
+
+
+# (interrupted PSTATE, SCTLR_EL1, entry PSTATE): worked out by hand from DEN0054C section 6.4
+# (the handler is entered as an exception taken to EL1) and AArch64.TakeException(): EL1h, DAIF
+# set (0x3C5); NZCV, DIT, PAN kept; PAN set when SPAN is 0; SSBS = DSSBS; everything else 0.
+@pytest.mark.parametrize(("interrupted", "sctlr", "entry"), [
+    (0x5, RESET_SCTLR, 0x3C5),
+    (0x0, RESET_SCTLR, 0x3C5),  # EL0t
+    (0x4, RESET_SCTLR, 0x3C5),  # EL1t
+    (0x40_0005, RESET_SCTLR, 0x40_03C5),  # PAN kept with SPAN 1
+    (0x5, NO_SPAN, 0x40_03C5),  # SPAN 0: PAN set
+    (0x40_0005, NO_SPAN, 0x40_03C5),
+    (0x5, DSSBS, 0x13C5),  # SSBS from DSSBS
+    (0x1005, RESET_SCTLR, 0x3C5),  # SSBS of the interrupted state is not kept
+    (0x80_0005, RESET_SCTLR, 0x3C5),  # UAO set in the source: 0 on entry
+    (0x2_0000_0005, RESET_SCTLR, 0x3C5),  # RES0/ALLINT-style high bits dropped
+    (BUSY_A64, RESET_SCTLR, 0x9140_03C5),  # NZCV, DIT, PAN only
+    (BUSY_A64, NO_SPAN | 1 << 44, 0x9140_13C5),
+    (BUSY_A32, RESET_SCTLR, 0x6140_03C5),  # AArch32: NZCV, DIT, PAN; Q, IT, GE, E, T, SSBS go
+    (0x10, NO_SPAN | 1 << 44, 0x40_13C5),  # AArch32 User, both SCTLR rules
+    (0x8000_0000_0000_03C5, RESET_SCTLR, 0x3C5),
+])
+def test_entry_pstate_exact(interrupted: int, sctlr: int, entry: int) -> None:
+    assert handler_entry_pstate(interrupted, sctlr) == entry
+
+
+def test_entry_pstate_default_sctlr_is_kvm_reset() -> None:
+    assert handler_entry_pstate(BUSY_A64) == handler_entry_pstate(BUSY_A64, RESET_SCTLR)
+
+
 @settings(max_examples=300)
-@given(st.integers(0, U64_MAX).map(lambda v: v & ~(1 << 4)))  # AArch64 interrupted states
-def test_entry_pstate_aarch64(interrupted: int) -> None:
-    out = handler_entry_pstate(interrupted)
+@given(st.integers(0, U64_MAX), st.integers(0, U64_MAX))
+def test_entry_pstate_rule(interrupted: int, sctlr: int) -> None:
+    out = handler_entry_pstate(interrupted, sctlr)
     assert out & PSTATE_MODE_MASK == Mode.EL1H
     assert out & PSTATE_DAIF == PSTATE_DAIF
-    assert out & (PSTATE_SS | PSTATE_IL | PSTATE_BTYPE) == 0
-    kept = ~(PSTATE_MODE_MASK | PSTATE_DAIF | PSTATE_SS | PSTATE_IL | PSTATE_BTYPE) & U64_MAX
-    assert out & kept == interrupted & kept
-    assert 0 <= out <= U64_MAX
-    assert handler_entry_pstate(out) == out  # entering again from the handler changes nothing
+    assert out & ~(0xF000_0000 | 1 << 24 | 1 << 22 | 1 << 12 | PSTATE_DAIF | 0x1F) == 0
+    assert out & 0xF100_0000 == interrupted & 0xF100_0000  # NZCV, DIT
+    assert bool(out & 1 << 22) == bool(interrupted & 1 << 22 or not sctlr & 1 << 23)
+    assert bool(out & 1 << 12) == bool(sctlr & 1 << 44)
+    assert handler_entry_pstate(out, sctlr) == out  # entering again from the handler: same
 
 
 # -- VcpuState --------------------------------------------------------------------------------

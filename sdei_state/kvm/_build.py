@@ -1,8 +1,9 @@
-"""Builds the compiled (API-mode) cffi module ``_sdei_state_kvm`` from ``cdefs/``.
+"""Builds the compiled (API-mode) cffi module ``sdei_state.kvm._api`` from ``cdefs/``.
 
 Used by ``setup.py`` at install time (when a C compiler is present) and by
 ``sdei_state.kvm.ffi`` when ``SDEI_STATE_CFFI=api`` is asked for and no installed module exists.
 Imports nothing from ``sdei_state`` so the build works before the package is importable.
+The module lives inside the package (no top-level name of ours in site-packages).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-MODULE_NAME = "_sdei_state_kvm"
+MODULE_NAME = "sdei_state.kvm._api"
+MODULE_BASENAME = MODULE_NAME.rpartition(".")[2]  # the file name stem: _api.<abi tag>.so
 
 # The helpers declared in cdefs/kvm_api.h. Kept here rather than in a .c file so the on-demand
 # build of an installed package needs nothing but this module and the headers.
@@ -63,7 +65,7 @@ def _declarations_only(kvm_h: str) -> str:
 
 
 def make_builder() -> Any:
-    """A ``cffi.FFI`` set up for ``ffibuilder.compile()`` / ``distutils_extension()``."""
+    """A ``cffi.FFI`` set up for ``ffibuilder.compile()`` / ``emit_c_code()``."""
     import cffi
 
     kvm_h, api_h = read_cdefs()
@@ -83,11 +85,13 @@ def source_key() -> str:
 
     kvm_h, api_h = read_cdefs()
     h = hashlib.sha256()
-    for part in (kvm_h, api_h, C_HELPERS, _C_PRELUDE, cffi.__version__, sys.version,
+    for part in (MODULE_NAME, kvm_h, api_h, C_HELPERS, _C_PRELUDE, cffi.__version__, sys.version,
                  sys.platform):
         h.update(part.encode())
     return h.hexdigest()[:16]
 
 
-if __name__ == "__main__":  # python -m sdei_state.kvm._build: build in the current directory
+if __name__ == "__main__":
+    # python -m sdei_state.kvm._build, from the source tree's root: an in-place build
+    # (sdei_state/kvm/_api.*.so next to this file; the generated .c and .o are git-ignored).
     make_builder().compile(verbose=True)

@@ -1,10 +1,18 @@
 """The file-descriptor owner the three KVM objects share: close-on-exec, idempotent
-``close()``, context manager, and parents that close their children first."""
+``close()``, context manager, and parents that close their children first.
+
+Ownership points one way: a child (``Vcpu``, ``Vm``) holds its parent strongly (it needs the
+parent's fd and bindings), a parent knows its children only weakly (to close them first). So
+dropping the last reference to a VM or vCPU frees its fd and mappings at once, through CPython's
+reference counting, without waiting for the ``Kvm`` object or the cycle collector; nothing in
+this package makes a reference cycle through a fd object.
+"""
 
 from __future__ import annotations
 
 import errno
 import os
+import weakref
 from types import TracebackType
 from typing import Any
 
@@ -27,9 +35,10 @@ class FdObject:
         self._fd = fd
         self._what = what
         self._parent = parent
-        self._children: dict[int, FdObject] = {}
+        # Weak: a parent must not keep a dropped child (and its fd, its mappings) alive.
+        self._children: weakref.WeakSet[FdObject] = weakref.WeakSet()
         if parent is not None:
-            parent._children[id(self)] = self
+            parent._children.add(self)
 
     @property
     def fd(self) -> int:
@@ -49,17 +58,18 @@ class FdObject:
         """Close the objects created from this one, then this fd. Safe to call twice."""
         if self._fd < 0:
             return
-        for child in list(self._children.values()):
+        for child in list(self._children):
             child.close()
         self._release()
         fd, self._fd = self._fd, -1
         if self._parent is not None:
-            self._parent._children.pop(id(self), None)
+            self._parent._children.discard(self)
         os.close(fd)
 
     def __del__(self) -> None:
-        # A safety net only: close() (or a with block) is the deterministic way. No
-        # contextlib here: module globals may already be gone at interpreter exit.
+        # Runs as soon as the last reference goes (see the module docstring); close() or a
+        # with block says when explicitly. No contextlib here: module globals may already be
+        # gone at interpreter exit.
         try:  # noqa: SIM105
             self.close()
         except Exception:

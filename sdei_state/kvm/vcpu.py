@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import sys
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +50,9 @@ class RegBatch:
 
     def __init__(self, vcpu: Vcpu, reg_ids: Sequence[int]) -> None:
         ffi = vcpu.backend.ffi
-        self._vcpu = vcpu
+        # Weak: the vCPU caches its batches, a strong back reference would be a cycle keeping
+        # a dropped vCPU's fd and kvm_run mapping alive until the cycle collector runs.
+        self._vcpu_ref = weakref.ref(vcpu)
         self.ids = tuple(reg_ids)
         n = len(self.ids)
         for rid in self.ids:
@@ -68,6 +71,13 @@ class RegBatch:
             self._regs[i].addr = base + 8 * off
             self._offsets.append(off)
             off += words[i]
+
+    @property
+    def _vcpu(self) -> Vcpu:
+        v = self._vcpu_ref()
+        if v is None:
+            raise KvmError(errno.EBADF, "RegBatch: its vCPU was dropped (closed)")
+        return v
 
     def get(self) -> list[int]:
         """``KVM_GET_ONE_REG`` of every id, in order; RegError at the first failure."""
@@ -88,18 +98,27 @@ class RegBatch:
         before the first write; a kernel failure raises RegError and earlier writes stay."""
         if len(values) != len(self.ids):
             raise ValueError(f"{len(values)} values for {len(self.ids)} registers")
-        for rid, value, size in zip(self.ids, values, self.sizes, strict=True):
-            _check_value(rid, value, size)
         v = self._vcpu
         ffi = v.backend.ffi
         if self._all_u64:
-            self._vals[0:len(values)] = values
+            # cffi converts every value in C and refuses a non-integer or one outside u64
+            # before any ioctl; only then is the Python check run, to name the register.
+            try:
+                self._vals[0:len(values)] = values
+            except (TypeError, OverflowError):
+                self._check(values)
+                raise
         else:
+            self._check(values)
             for off, size, value in zip(self._offsets, self.sizes, values, strict=True):
                 ffi.memmove(self._vals + off, value.to_bytes(size, sys.byteorder), size)
         done, err = v.backend.one_reg_batch(v.fd, _SET, self._regs, len(self.ids))
         if err:
             raise RegError(err, self.ids[done], "SET")
+
+    def _check(self, values: Sequence[int]) -> None:
+        for rid, value, size in zip(self.ids, values, self.sizes, strict=True):
+            _check_value(rid, value, size)
 
 
 class Vcpu(FdObject):

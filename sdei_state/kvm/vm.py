@@ -36,7 +36,9 @@ class GuestMemory:
     """Anonymous host memory backing one memslot; unmapped when its VM closes."""
 
     def __init__(self, vm: Vm, slot: int, guest_phys_addr: int, size: int) -> None:
-        self._vm = vm
+        # The bindings, not the VM: the VM lists its memory, a back reference would be a cycle
+        # that keeps a dropped VM (fd and mappings) alive until the cycle collector runs.
+        self._backend = vm.backend
         self.slot = slot
         self.guest_phys_addr = guest_phys_addr
         self.size = size
@@ -44,16 +46,16 @@ class GuestMemory:
 
     @property
     def userspace_addr(self) -> int:
-        return int(self._vm.backend.ffi.cast("uintptr_t", self._ptr))
+        return int(self._backend.ffi.cast("uintptr_t", self._ptr))
 
     def write(self, offset: int, data: bytes) -> None:
         """Copy ``data`` to guest-physical ``guest_phys_addr + offset``."""
         self._bounds(offset, len(data))
-        self._vm.backend.ffi.memmove(self._ptr + offset, data, len(data))
+        self._backend.ffi.memmove(self._ptr + offset, data, len(data))
 
     def read(self, offset: int, length: int) -> bytes:
         self._bounds(offset, length)
-        return bytes(self._vm.backend.ffi.buffer(self._ptr + offset, length))
+        return bytes(self._backend.ffi.buffer(self._ptr + offset, length))
 
     def _bounds(self, offset: int, length: int) -> None:
         if self._ptr is None:
@@ -64,7 +66,7 @@ class GuestMemory:
 
     def release(self) -> None:
         if self._ptr is not None:
-            self._vm.backend.munmap(self._ptr, self.size)
+            self._backend.munmap(self._ptr, self.size)
             self._ptr = None
 
 

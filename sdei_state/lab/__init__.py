@@ -7,20 +7,20 @@ the project directory is shared read-only over 9p as the working directory. One 
 its output and exit status come back, QEMU powers off.
 
 Everything big is cached under ``~/.cache/sdei-state/lab`` (``--cache``): kernels, the
-userspace archive, the library layer (rebuilt when the sources change). See docs/lab.md.
+userspace archive, the library layer (rebuilt when the sources change). A host without the lab's
+packages is set up on first use when run as root. See docs/lab.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import shlex
-import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from . import cache
 from .config import DEFAULT_CPU, KERNELS, KVM_MODES, LabConfig, default_cache_dir
 from .progress import LabError, Progress
 from .qemu import RunResult
@@ -50,9 +50,11 @@ def build(cfg: LabConfig, progress: Progress, project: Path | None = None,
     """Fetch/build whatever is missing or stale: kernel, userspace, library layer. With
     ``refresh`` apt is asked for newer kernel and userspace packages (``lab build``);
     without, what is cached is used as is (``lab run``)."""
-    from . import kernel, qemu, rootfs
+    from . import host, kernel, qemu, rootfs
 
     project = project or project_root()
+    host.ensure(progress, cfg.qemu)
+    cache.prepare(cfg.cache)  # CacheError (one line) for a directory that is not the lab's
     kdir = kernel.fetch(cfg, progress, refresh)
     userspace = rootfs.build_userspace(cfg, progress, refresh)
     app = rootfs.build_app(cfg, project, progress)
@@ -123,7 +125,8 @@ def _parser() -> argparse.ArgumentParser:
         epilog="`sdei-state lab [options] -- CMD` is short for `sdei-state lab run ...`.")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     sub.add_parser("setup", parents=[common],
-                   help="install host packages and enable apt's arm64 architecture (root)")
+                   help="install host packages and enable apt's arm64 architecture (root; "
+                        "build, run, test and shell do it themselves when run as root)")
     sub.add_parser("build", parents=[common],
                    help="fetch the kernel and build the initramfs now (cached)")
     r = sub.add_parser("run", parents=[common], help="boot and run a shell command")
@@ -134,7 +137,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="extra pytest arguments (after --)")
     sub.add_parser("shell", parents=[common], help="boot to an interactive shell")
     sub.add_parser("status", parents=[common], help="show what is cached")
-    sub.add_parser("clean", parents=[common], help="delete the cache directory")
+    sub.add_parser("clean", parents=[common],
+                   help="delete the cache directory (only one the lab created: it has a "
+                        f"{cache.MARKER} marker)")
     return p
 
 
@@ -193,19 +198,21 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("sdei-state lab: interrupted", file=sys.stderr)
         return 130
+    except (OSError, RuntimeError) as e:  # outside a named step (e.g. the shell's boot)
+        print(f"sdei-state lab: {e}", file=sys.stderr)
+        return EXIT_LAB_FAILURE
 
 
 def _dispatch(a: argparse.Namespace, cfg: LabConfig, progress: Progress) -> int:
     if a.cmd == "setup":
-        script = Path(__file__).with_name("setup-host.sh")
-        with progress.step("host setup (apt)"):
-            subprocess.run(["bash", str(script)], check=True)
+        from . import host
+
+        host.setup(progress)
         return 0
     if a.cmd == "status":
         return _status(cfg)
     if a.cmd == "clean":
-        shutil.rmtree(cfg.cache, ignore_errors=True)
-        progress.say(f"removed {cfg.cache}")
+        progress.say(cache.clean(cfg.cache))  # CacheError (one line) unless the lab's own
         return 0
     if a.cmd == "build":
         build(cfg, progress)

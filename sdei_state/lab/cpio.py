@@ -10,7 +10,9 @@ import os
 import stat
 from collections.abc import Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
+
+from .cache import atomic_write
 
 _MAGIC = b"070701"
 
@@ -22,7 +24,7 @@ def _pad(n: int) -> bytes:
 class CpioWriter:
     """Append entries to an open binary file; ``close()`` writes the trailer."""
 
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: IO[bytes]) -> None:
         self._out = out
         self._ino = 0
 
@@ -90,9 +92,7 @@ def _walk(root: Path) -> Iterable[str]:
 
 def write_tree(root: Path, out_path: Path, prefix: str = "") -> None:
     """Write ``root`` as a complete newc archive at ``out_path`` (atomically)."""
-    tmp = out_path.with_suffix(out_path.suffix + ".tmp")
-    with tmp.open("wb") as f:
+    with atomic_write(out_path) as f:
         w = CpioWriter(f)
         w.add_tree(root, prefix)
         w.close()
-    tmp.replace(out_path)

@@ -2,16 +2,24 @@
 
 Nothing is installed: packages are fetched with ``apt-get download`` (the host must have the
 arm64 architecture enabled, which ``setup-host.sh`` does) and only unpacked.
+
+apt checks a download against its signed index; a cached ``.deb`` is checked again, against the
+SHA256 that ``apt-cache show`` gives from the same index, before every reuse. A cached file that
+does not match is deleted and downloaded again; a download that does not match is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 import subprocess
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import host
 from .progress import run
 
 
@@ -23,6 +31,7 @@ class Pkg:
     version: str
     arch: str  # "arm64" or "all"
     depends: str = field(default="", repr=False, compare=False)
+    sha256: str = field(default="", repr=False, compare=False)  # from apt's signed index
 
     @property
     def spec(self) -> str:
@@ -32,11 +41,15 @@ class Pkg:
     def deb_glob(self) -> str:
         return f"{self.name}_*_{self.arch}.deb"
 
+    @property
+    def deb_name(self) -> str:
+        """The file name ``apt-get download`` gives it (an epoch's ``:`` as ``%3a``)."""
+        return f"{self.name}_{self.version.replace(':', '%3a')}_{self.arch}.deb"
+
 
 def check_arm64_enabled() -> None:
     """Raise with the fix when apt cannot see arm64 packages."""
-    archs = run(["dpkg", "--print-foreign-architectures"]).split()
-    if "arm64" not in archs:
+    if not host.arm64_enabled():
         raise RuntimeError("apt has no arm64 architecture: run `sdei-state lab setup` as root "
                            "(dpkg --add-architecture arm64; apt-get update)")
 
@@ -59,7 +72,7 @@ def _show(specs: list[str]) -> list[Pkg]:
                       if ": " in ln and not ln.startswith(" "))
         if "Package" in fields:
             found.append(Pkg(fields["Package"], fields["Version"], fields["Architecture"],
-                             fields.get("Depends", "")))
+                             fields.get("Depends", ""), fields.get("SHA256", "").lower()))
     return found
 
 
@@ -80,33 +93,54 @@ def resolve(names: Sequence[str]) -> list[Pkg]:
 
 def resolve_meta(meta: str) -> Pkg:
     """The concrete ``linux-image-<version>-arm64`` package (and version) a meta package
-    depends on, read from the meta package's ``Depends`` field."""
+    depends on, read from the meta package's ``Depends`` field, with its index entry."""
     for p in _show([f"{meta}:arm64"]):
         m = re.match(r"(linux-image-[^\s(,]+)\s*\(=\s*([^)\s]+)\)", p.depends)
         if p.arch == "arm64" and m:
-            return Pkg(m.group(1), m.group(2), "arm64")
+            for q in _show([f"{m.group(1)}:arm64={m.group(2)}"]):
+                if (q.name, q.version, q.arch) == (m.group(1), m.group(2), "arm64"):
+                    return q
     raise RuntimeError(f"cannot resolve {meta}:arm64 to a versioned linux-image package")
 
 
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _verified(p: Pkg, f: Path) -> bool:
+    return bool(p.sha256) and f.is_file() and sha256_of(f) == p.sha256
+
+
 def download(pkgs: list[Pkg], dest: Path) -> list[Path]:
-    """``apt-get download`` what is not in ``dest`` yet; returns the .deb paths in order."""
+    """The .deb of every package in ``dest``, in order: a cached file is reused only when its
+    SHA256 is the index's (else deleted); the rest are fetched with ``apt-get download`` into a
+    fresh temporary directory, checked, and renamed into ``dest``. RuntimeError names a
+    package whose download does not match its index entry."""
     dest.mkdir(parents=True, exist_ok=True)
-
-    def have(p: Pkg) -> Path | None:
-        want = f"{p.name}_{p.version.replace(':', '%3a')}_{p.arch}.deb"
-        f = dest / want
-        return f if f.is_file() else None
-
-    todo = [p for p in pkgs if have(p) is None]
-    if todo:
-        run(["apt-get", "download", *[f"{p.spec}={p.version}" for p in todo]], cwd=dest)
-    paths = []
+    todo = []
     for p in pkgs:
-        f = have(p)
-        if f is None:
-            raise RuntimeError(f"apt-get download left no {p.name} {p.version} in {dest}")
-        paths.append(f)
-    return paths
+        f = dest / p.deb_name
+        if f.exists() and not _verified(p, f):
+            f.unlink()  # stale, corrupt or tampered with; apt fetches it again below
+        if not f.exists():
+            todo.append(p)
+    if todo:
+        with tempfile.TemporaryDirectory(prefix=".tmp-dl-", dir=dest) as td:
+            run(["apt-get", "download", *[f"{p.spec}={p.version}" for p in todo]],
+                cwd=Path(td))
+            for p in todo:
+                got = Path(td) / p.deb_name
+                if not got.is_file():
+                    raise RuntimeError(f"apt-get download left no {p.deb_name}")
+                if p.sha256 and sha256_of(got) != p.sha256:
+                    raise RuntimeError(f"{p.deb_name}: SHA256 {sha256_of(got)} is not the "
+                                       f"{p.sha256} of apt's index; refusing it")
+                os.replace(got, dest / p.deb_name)
+    return [dest / p.deb_name for p in pkgs]
 
 
 def unpack(deb: Path, root: Path) -> None:

@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 from . import debs
+from .cache import replace_dir
 from .config import KERNELS, LabConfig
 from .cpio import CpioWriter
 from .progress import Progress
@@ -44,7 +45,6 @@ def fetch(cfg: LabConfig, progress: Progress, refresh: bool = True) -> Path:
     with progress.step(f"{name}: download {pkg.name} {pkg.version}"):
         (deb,) = debs.download([pkg], cfg.cache / "debs" / "kernel")
     with progress.step(f"{name}: unpack Image and 9p modules"):
-        cfg.cache.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix="kpkg-", dir=cfg.cache) as td:
             x = Path(td)
             debs.unpack(deb, x)
@@ -61,10 +61,7 @@ def fetch(cfg: LabConfig, progress: Progress, refresh: bool = True) -> Path:
             order = _write_modules(x / "lib" / "modules" / kver / "kernel", stage / "mods.cpio")
             (stage / "MODULES").write_text("".join(m + "\n" for m in order))
             (stage / "STAMP").write_text(stamp)
-            if kdir.exists():
-                shutil.rmtree(kdir)
-            kdir.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(stage), kdir)
+            replace_dir(stage, kdir)
         deb.unlink()  # 60-100 MB; the STAMP says what was unpacked, a new version re-downloads
     progress.say(f"kernel {cfg.kernel}: {kver}; modules loaded at boot: "
                  f"{' '.join(order) or '(none: all built in)'}")

@@ -48,6 +48,8 @@ class Progress:
         except OSError as e:
             raise LabError(name, f"{e.strerror or e}" + (f": {e.filename}" if e.filename
                                                          else "")) from None
+        except RuntimeError as e:  # the lab's own refusals (apt, cache, archives)
+            raise LabError(name, str(e)) from None
         dt = time.monotonic() - t0
         self.timings[name] = dt
         self.say(f"{name}: done in {dt:.1f} s")

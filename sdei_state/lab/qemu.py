@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from .cache import atomic_write, write_text
 from .config import LabConfig
 
 BEGIN, END = "@@sdei-lab begin@@", "@@sdei-lab end@@"
@@ -62,13 +63,11 @@ def combined_initrd(cfg: LabConfig, parts: list[Path]) -> Path:
         return out
     for old in bootdir.glob(f"initrd-{cfg.kernel}-*"):
         old.unlink()
-    tmp = out.with_suffix(".tmp")
-    with tmp.open("wb") as f:
+    with atomic_write(out) as f:
         for p in parts:
             with p.open("rb") as src:
                 shutil.copyfileobj(src, f, 1 << 22)
-    tmp.replace(out)
-    stamp.write_text(key)
+    write_text(stamp, key)
     return out
 
 

@@ -6,7 +6,8 @@
   byte-compiled on the host (same 3.11 bytecode) so the emulated guest does not compile it
   at every boot.
 - ``app-<digest>.cpio``: this library (``sdei_state`` with ``cdefs/`` inside it), byte-compiled,
-  in the guest's dist-packages. Rebuilt whenever the sources change; it is appended last.
+  in the guest's dist-packages, and the ``sdei-state`` command in /usr/bin. Rebuilt whenever
+  the sources change; it is appended last.
 - ``uapi-arm64/``: linux-libc-dev:arm64 unpacked, for tests/test_kvm_ioctls.py on the host.
 """
 
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Final
 
 from . import cpio, debs
+from .cache import replace_dir, write_text
 from .config import LabConfig
 from .progress import Progress
 
@@ -100,12 +102,11 @@ def build_userspace(cfg: LabConfig, progress: Progress, refresh: bool = True) ->
     with progress.step(f"userspace: download {len(pkgs)} arm64 packages"):
         debdir = cfg.cache / "debs" / "userspace"
         if debdir.is_dir():  # drop superseded versions
-            keep = {f"{p.name}_{p.version.replace(':', '%3a')}_{p.arch}.deb" for p in pkgs}
+            keep = {p.deb_name for p in pkgs}
             for f in debdir.glob("*.deb"):
                 if f.name not in keep:
                     f.unlink()
         paths = debs.download(pkgs, debdir)
-    cfg.cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="rootfs-", dir=cfg.cache) as td:
         root = Path(td)
         with progress.step("userspace: unpack"):
@@ -116,7 +117,7 @@ def build_userspace(cfg: LabConfig, progress: Progress, refresh: bool = True) ->
             _compileall(host_python311(), root, ["usr/lib/python3.11", GUEST_SITE])
         with progress.step("userspace: write cpio"):
             cpio.write_tree(root, out)
-    stamp.write_text(key + "\n")
+    write_text(stamp, key + "\n")
     progress.say(f"userspace: {out} ({out.stat().st_size >> 20} MiB)")
     return out
 
@@ -154,14 +155,24 @@ def _project_files(project: Path) -> list[tuple[str, Path]]:
     return files
 
 
+# The `sdei-state` command in the guest: the library from the initramfs (-P keeps the 9p
+# share, the working directory, off sys.path), as `lab test` runs pytest.
+COMMANDS: Final = {
+    "usr/bin/sdei-state": b'#!/bin/sh\nexec python3 -P -m sdei_state.cli "$@"\n',
+}
+
+
 def build_app(cfg: LabConfig, project: Path, progress: Progress) -> Path:
-    """``<cache>/app-<digest>.cpio`` with this library, rebuilt when any source changes."""
+    """``<cache>/app-<digest>.cpio`` with this library and its command, rebuilt when any
+    source changes."""
     files = _project_files(project)
     if not files:
         raise RuntimeError(f"no sdei_state package under {project}")
     h = hashlib.sha256(RECIPE_VERSION.encode())
     for guest, host in files:
         h.update(guest.encode() + b"\0" + host.read_bytes())
+    for guest, body in COMMANDS.items():
+        h.update(guest.encode() + b"\0" + body)
     out = cfg.cache / f"app-{h.hexdigest()[:16]}.cpio"
     if out.is_file():
         progress.cached("library layer", out.name)
@@ -173,6 +184,11 @@ def build_app(cfg: LabConfig, project: Path, progress: Progress) -> Path:
             dst = root / guest
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(host, dst)
+        for guest, body in COMMANDS.items():
+            dst = root / guest
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(body)
+            dst.chmod(0o755)
         _compileall(host_python311(), root, [f"{GUEST_SITE}/sdei_state"])
         for old in cfg.cache.glob("app-*.cpio"):
             old.unlink()
@@ -191,7 +207,9 @@ def fetch_uapi_headers(cfg: LabConfig, progress: Progress) -> Path:
         return dest
     with progress.step(f"arm64 uapi headers: linux-libc-dev {pkg.version}"):
         (deb,) = debs.download([pkg], cfg.cache / "debs" / "uapi")
-        shutil.rmtree(dest, ignore_errors=True)
-        debs.unpack(deb, dest)
-        stamp.write_text(pkg.version)
+        with tempfile.TemporaryDirectory(prefix="uapi-", dir=cfg.cache) as td:
+            stage = Path(td) / "out"
+            debs.unpack(deb, stage)
+            (stage / "STAMP").write_text(pkg.version)
+            replace_dir(stage, dest)
     return dest

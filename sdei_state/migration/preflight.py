@@ -14,6 +14,9 @@ The rules (DESIGN section 4, with the upstream facts of KVM-FW-REGS sections 2, 
 - PSCI_VERSION: one the destination accepts for the vCPU's PSCI_0_2 feature.
 - A bitmap bit the destination does not know is refused (SET would be EINVAL); a bitmap change
   on a destination VM that has already run is refused (EBUSY).
+- A saved core register value the destination's ``SET_ONE_REG`` would refuse (a PSTATE whose
+  mode KVM's ``set_core_reg()`` refuses: EL2 without nested virtualization, EL3, reserved or
+  AArch32 privileged modes; ``vcpu.core_rules``) is refused.
 - The SDEI block of each vCPU passes ``regs.sdei.vcpu_problems`` (per-register checks and the
   cross-register facts the model could never produce).
 - Every saved value is an unsigned integer that fits its register (``KVM_REG_SIZE(id)``
@@ -36,6 +39,7 @@ from typing import Any, Final, Literal
 from ..errors import KvmError, RegError
 from ..regs import firmware, ids
 from ..regs import sdei as sdei_regs
+from ..vcpu.core_rules import core_value_problem
 from ..vcpu.transport import RegTransport
 from .blob import Blob, value_problem
 
@@ -236,6 +240,10 @@ def check_vcpu(
             sdei_present = True
         elif firmware.is_firmware_reg(rid) and not (firmware_checked and rid in VM_WIDE):
             _check_firmware(out, rid, value, dest, vcpu)
+        else:
+            refusal = core_value_problem(rid, value)
+            if refusal is not None:
+                out.add(refusal, rid, vcpu)
     if sdei_present or any(r in sdei_regs.SDEI_REG_BY_ID for r in dropped):
         for rid, reason in sdei_regs.vcpu_problems(regs):
             if rid not in unfit:

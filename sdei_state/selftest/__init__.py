@@ -14,12 +14,26 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .backends import SimBackend, SuiteBackend
-from .core import CaseResult, Outcome, SelftestError, Suite, counts, run_suites
+from .core import (
+    KSFT_PASS,
+    BackendUnavailable,
+    CaseResult,
+    NoBackend,
+    Outcome,
+    Report,
+    SelftestError,
+    Suite,
+    counts,
+    exit_status,
+    run_suites,
+    select,
+)
 from .report import REPORTERS
 
 
 def pick_backend(choice: str) -> SuiteBackend:
-    """``auto``: arm64 KVM if it can be used here, else the simulated vCPU."""
+    """``auto``: arm64 KVM if it can be used here, else the simulated vCPU. ``kvm`` where
+    it cannot be used raises ``BackendUnavailable`` with the reason."""
     if choice == "sim":
         return SimBackend("--backend sim was asked for")
     from .kvm_backend import probe_kvm
@@ -28,7 +42,7 @@ def pick_backend(choice: str) -> SuiteBackend:
     if kvm is not None:
         return kvm
     if choice == "kvm":
-        raise SelftestError(f"--backend kvm: {why}")
+        raise BackendUnavailable(f"--backend kvm: {why}")
     return SimBackend(why)
 
 
@@ -45,31 +59,28 @@ def all_suites(backend: SuiteBackend) -> list[Suite]:
 
 
 def main(*, backend: str = "auto", fmt: str = "text", output: str | None = None,
-         suites: Sequence[str] | None = None, list_only: bool = False) -> int:
-    """``sdei-state selftest``: run the suites on the backend ``pick_backend`` chooses and
-    report; the exit status is 1 on any failure (or when nothing could run), else 0."""
-    be = pick_backend(backend)
+         suites: Sequence[str] | None = None, cases: Sequence[str] | None = None,
+         list_only: bool = False) -> int:
+    """``sdei-state selftest``: run the chosen suites and cases (``core.select``) on the
+    backend ``pick_backend`` chooses and report. Returns kselftest's exit status
+    (``core.exit_status``: 0 pass, 1 any failure, 4 nothing could run). A backend asked for but
+    unusable here is a skip of every case (``NoBackend``), as kselftest's KSFT_SKIP."""
     try:
-        return _run(be, fmt, output, suites, list_only)
+        be: SuiteBackend = pick_backend(backend)
+    except BackendUnavailable as e:
+        be = NoBackend(str(e))
+    try:
+        return _run(be, fmt, output, select(all_suites(be), suites or (), cases or ()),
+                    list_only)
     finally:
         be.close()
 
 
-def _run(be: SuiteBackend, fmt: str, output: str | None, suites: Sequence[str] | None,
+def _run(be: SuiteBackend, fmt: str, output: str | None, chosen: Sequence[Suite],
          list_only: bool) -> int:
-    chosen = all_suites(be)
-    if suites:
-        names = {s.name for s in chosen}
-        unknown = [s for s in suites if s not in names]
-        if unknown:
-            raise SelftestError(f"unknown suite {unknown[0]!r} (have: {', '.join(sorted(names))})")
-        chosen = [s for s in chosen if s.name in suites]
     if list_only:
-        for s in chosen:
-            print(f"{s.name}: {s.description}")
-            for c in s.cases:
-                print(f"  {c.name}")
-        return 0
+        sys.stdout.write("".join(f"{s.name}/{c.name}\n" for s in chosen for c in s.cases))
+        return KSFT_PASS
     t0 = time.perf_counter()
     live = fmt == "text" and output is None and sys.stderr.isatty()
 
@@ -77,13 +88,12 @@ def _run(be: SuiteBackend, fmt: str, output: str | None, suites: Sequence[str] |
         if live:
             print(f"\r{r.suite}: {r.case}"[:78].ljust(78), end="", file=sys.stderr, flush=True)
 
-    results = run_suites(chosen, be, be.missing, progress)
+    results = tuple(run_suites(chosen, be, be.missing, progress))
     if live:
         print("\r".ljust(79) + "\r", end="", file=sys.stderr)
-    text = REPORTERS[fmt](results, be.name, time.perf_counter() - t0)
-    notes = be.memo.get("notes", [])
-    if fmt == "text" and notes:
-        text += "\nnotes:\n" + "".join(f"  {n}\n" for n in notes)
+    report = Report(be.name, results, time.perf_counter() - t0,
+                    tuple(be.memo.get("notes", ())))
+    text = REPORTERS[fmt](report)
     if output:
         try:
             Path(output).write_text(text)
@@ -94,10 +104,8 @@ def _run(be: SuiteBackend, fmt: str, output: str | None, suites: Sequence[str] |
               f"{tally[Outcome.SKIP]} skipped on {be.name}; report in {output}")
     else:
         sys.stdout.write(text)
-    ran = [r for r in results if r.outcome is not Outcome.SKIP]
-    failed = any(r.outcome is Outcome.FAIL for r in results)
-    return 1 if failed or not ran else 0
+    return exit_status(results)
 
 
-__all__ = ["CaseResult", "Outcome", "SelftestError", "Suite", "all_suites", "main",
-           "pick_backend", "run_suites"]
+__all__ = ["CaseResult", "Outcome", "Report", "Suite", "all_suites", "main", "pick_backend",
+           "run_suites", "select"]

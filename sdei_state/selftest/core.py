@@ -2,7 +2,8 @@
 
 A ``Suite`` is a name, what it needs from the backend, and a tuple of ``Case`` values; a case
 is a name and a function that raises ``CheckFailed`` (with what was compared) or ``Skip``
-(with the reason). ``run_suites`` runs every case once and returns immutable results.
+(with the reason). ``select`` picks suites and cases by name, ``run_suites`` runs every case
+once and returns immutable results, and ``exit_status`` turns them into kselftest's exit codes.
 """
 
 from __future__ import annotations
@@ -12,14 +13,27 @@ import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from fnmatch import fnmatchcase
+from typing import Any, Final, NoReturn
 
 from ..errors import SdeiStateError
 
+# The exit codes of tools/testing/selftests/kselftest.h (KSFT_PASS, KSFT_FAIL, KSFT_SKIP): the
+# kselftest runner (tools/testing/selftests/kselftest/runner.sh) reports 4 as a skip and any
+# other nonzero status as a failure.
+KSFT_PASS: Final = 0
+KSFT_FAIL: Final = 1
+KSFT_SKIP: Final = 4
+
 
 class SelftestError(SdeiStateError):
-    """The selftest cannot run as asked (an unknown suite, a backend this host lacks, an
-    unwritable report); printed as one line."""
+    """A selftest usage mistake (an unknown suite or case, a report file that cannot be
+    written); the CLI prints it as one line with exit status 2."""
+
+
+class BackendUnavailable(SdeiStateError):
+    """The backend asked for cannot run on this host; the message says why. kselftest counts
+    that as a skip, not an error, so the selftest runs on ``NoBackend`` instead."""
 
 
 class Skip(Exception):
@@ -61,6 +75,93 @@ class CaseResult:
     outcome: Outcome
     message: str
     seconds: float
+
+    @property
+    def path(self) -> str:
+        """``suite/case``: the name ``--list`` prints, ``--case`` takes and TAP reports."""
+        return f"{self.suite}/{self.case}"
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """One selftest run, as every reporter receives it."""
+
+    backend: str
+    results: tuple[CaseResult, ...]
+    seconds: float
+    notes: tuple[str, ...] = ()
+    """Sizes, times and counts the suites recorded (``Backend.memo["notes"]``)."""
+
+
+class NoBackend:
+    """Stands in for a backend that cannot run here: every suite skips with ``reason``."""
+
+    kind = "none"
+    features: frozenset[str] = frozenset()
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        self.name = f"none ({reason})"
+        self.memo: dict[str, Any] = {}
+
+    def missing(self, needs: frozenset[str]) -> str:
+        return self.reason
+
+    def extra_suites(self) -> list[Suite]:
+        return []
+
+    def engine(self, programs: Sequence[Any], *, in_kernel: bool = False) -> NoReturn:
+        raise BackendUnavailable(self.reason)  # never reached: ``missing`` skips every suite
+
+    def close(self) -> None:
+        pass
+
+
+def select(suites: Sequence[Suite], suite_patterns: Sequence[str] = (),
+           case_patterns: Sequence[str] = ()) -> list[Suite]:
+    """The suites and cases the patterns name (all when none are given), in run order.
+
+    Patterns are shell globs (``fnmatch``). A suite pattern matches suite names. A case
+    pattern ``SUITE/CASE`` matches the cases CASE of the suites SUITE; a bare ``CASE`` matches
+    in every chosen suite. A pattern that matches nothing raises ``SelftestError`` naming it
+    and the known names.
+    """
+    chosen = list(suites)
+    for p in suite_patterns:
+        if not any(fnmatchcase(s.name, p) for s in chosen):
+            raise SelftestError(f"unknown suite {p!r} (have: {_names(chosen)})")
+    if suite_patterns:
+        chosen = [s for s in chosen if any(fnmatchcase(s.name, p) for p in suite_patterns)]
+    for p in case_patterns:
+        suite_p, case_p = _split(p)
+        in_suites = [s for s in chosen if fnmatchcase(s.name, suite_p)]
+        if not in_suites:
+            raise SelftestError(f"unknown suite {suite_p!r} in --case {p!r} "
+                                f"(have: {_names(chosen)})")
+        if not any(fnmatchcase(c.name, case_p) for s in in_suites for c in s.cases):
+            raise SelftestError(f"unknown case {p!r} "
+                                f"(have: {_names(c for s in in_suites for c in s.cases)})")
+    if not case_patterns:
+        return chosen
+    picked = []
+    for s in chosen:
+        cases = tuple(c for c in s.cases if any(
+            fnmatchcase(s.name, sp) and fnmatchcase(c.name, cp)
+            for sp, cp in map(_split, case_patterns)))
+        if cases:
+            picked.append(Suite(s.name, s.description, cases, s.needs))
+    return picked
+
+
+def _split(case_pattern: str) -> tuple[str, str]:
+    """``SUITE/CASE`` as (SUITE, CASE); a bare ``CASE`` is in any suite."""
+    suite, sep, case = case_pattern.rpartition("/")
+    return (suite if sep else "*"), case
+
+
+def _names(items: Iterable[Suite | Case]) -> str:
+    """The distinct names, in run order, for an error message."""
+    return ", ".join(dict.fromkeys(i.name for i in items))
 
 
 def expect_eq(what: str, got: object, want: object) -> None:
@@ -115,3 +216,23 @@ def counts(results: Iterable[CaseResult]) -> dict[Outcome, int]:
     for r in results:
         c[r.outcome] += 1
     return c
+
+
+def exit_status(results: Iterable[CaseResult]) -> int:
+    """kselftest's convention: any failure is KSFT_FAIL; nothing run (every case skipped) is
+    KSFT_SKIP; else KSFT_PASS."""
+    c = counts(results)
+    if c[Outcome.FAIL]:
+        return KSFT_FAIL
+    return KSFT_PASS if c[Outcome.PASS] else KSFT_SKIP
+
+
+def skip_reason(results: Iterable[CaseResult]) -> str:
+    """Why the skipped cases skipped: their distinct reasons, in run order, on one line."""
+    reasons = dict.fromkeys(one_line(r.message) for r in results if r.outcome is Outcome.SKIP)
+    return "; ".join(r for r in reasons if r) or "no case could run"
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks folded, for formats whose records are single lines."""
+    return " ".join(text.splitlines()).strip()

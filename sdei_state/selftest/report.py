@@ -1,15 +1,21 @@
-"""Reporters: a readable summary, TAP version 13, and JUnit XML."""
+"""Reporters: a readable summary, TAP version 13 (kselftest's), one JSON document, JUnit XML.
+
+Each takes the ``Report`` of one run and returns the whole text to write.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json as _json
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from xml.etree import ElementTree as ET
 
-from .core import CaseResult, Outcome, counts
+from .core import KSFT_SKIP, Outcome, Report, counts, exit_status, one_line, skip_reason
 
 
-def text(results: Sequence[CaseResult], backend: str, seconds: float) -> str:
-    lines = [f"sdei-state selftest on backend: {backend}"]
+def text(rep: Report) -> str:
+    results = rep.results
+    lines = [f"sdei-state selftest on backend: {rep.backend}"]
     for suite in dict.fromkeys(r.suite for r in results):
         per = [x for x in results if x.suite == suite]
         c = counts(per)
@@ -29,39 +35,68 @@ def text(results: Sequence[CaseResult], backend: str, seconds: float) -> str:
             lines.append(line)
     c = counts(results)
     lines.append(f"\n{c[Outcome.PASS]} passed, {c[Outcome.FAIL]} failed, "
-                 f"{c[Outcome.SKIP]} skipped in {seconds:.2f}s on {backend}")
+                 f"{c[Outcome.SKIP]} skipped in {rep.seconds:.2f}s on {rep.backend}")
+    if rep.notes:
+        lines.append("\nnotes:")
+        lines.extend(f"  {n}" for n in rep.notes)
     return "\n".join(lines) + "\n"
 
 
-def tap(results: Sequence[CaseResult], backend: str, seconds: float) -> str:
-    lines = ["TAP version 13", f"1..{len(results)}", f"# backend: {backend}"]
+def tap(rep: Report) -> str:
+    """TAP version 13 as tools/testing/selftests/kselftest.h (Linux 6.12) prints it:
+    ksft_print_header() "TAP version 13", ksft_set_plan() "1..N", ksft_test_result_code()
+    "ok N name", "not ok N name", "ok N name # SKIP reason", ksft_print_msg() "# ...", and
+    ksft_print_cnts() "# Totals: pass:N fail:N xfail:0 xpass:0 skip:N error:0". When no case
+    can run, the plan is ksft_exit_skip()'s before any test, "1..0 # SKIP reason", and there
+    are no result lines and no Totals (ksft_exit_skip prints them only once a test counted)."""
+    results = rep.results
+    backend = f"# sdei-state selftest on backend: {one_line(rep.backend)}"
+    if exit_status(results) == KSFT_SKIP:
+        plan = f"1..0 # SKIP {skip_reason(results)}"
+        return "\n".join(["TAP version 13", plan, backend]) + "\n"
+    lines = ["TAP version 13", f"1..{len(results)}", backend]
     for i, r in enumerate(results, 1):
-        name = f"{r.suite}: {r.case}"
         if r.outcome is Outcome.PASS:
-            lines.append(f"ok {i} - {name}")
+            lines.append(f"ok {i} {r.path}")
         elif r.outcome is Outcome.SKIP:
-            lines.append(f"ok {i} - {name} # SKIP {r.message}")
+            lines.append(f"ok {i} {r.path} # SKIP {one_line(r.message)}")
         else:
-            lines.append(f"not ok {i} - {name}")
-            lines.append("  ---")
-            lines.append(f"  message: {r.message!r}")
-            lines.append("  ...")
+            # kselftest_harness.h prints what went wrong as "# " lines before "not ok".
+            lines.extend(f"# {r.path}: {m}" for m in r.message.splitlines() or [""])
+            lines.append(f"not ok {i} {r.path}")
+    lines.extend(f"# {one_line(n)}" for n in rep.notes)
     c = counts(results)
-    lines.append(f"# {c[Outcome.PASS]} passed, {c[Outcome.FAIL]} failed, "
-                 f"{c[Outcome.SKIP]} skipped in {seconds:.2f}s")
+    lines.append(f"# Totals: pass:{c[Outcome.PASS]} fail:{c[Outcome.FAIL]} xfail:0 xpass:0 "
+                 f"skip:{c[Outcome.SKIP]} error:0")
     return "\n".join(lines) + "\n"
 
 
-def junit(results: Sequence[CaseResult], backend: str, seconds: float) -> str:
-    root = ET.Element("testsuites", name="sdei-state selftest", time=f"{seconds:.3f}")
-    for suite in dict.fromkeys(r.suite for r in results):
-        per = [r for r in results if r.suite == suite]
+def json(rep: Report) -> str:
+    """One JSON document: the backend, every case in run order, totals, notes, exit status."""
+    c = counts(rep.results)
+    doc = {
+        "backend": rep.backend,
+        "cases": [{"suite": r.suite, "name": r.case, "status": r.outcome.value,
+                   "reason": r.message or None, "duration": round(r.seconds, 6)}
+                  for r in rep.results],
+        "totals": {o.value: c[o] for o in Outcome},
+        "duration": round(rep.seconds, 6),
+        "notes": list(rep.notes),
+        "exit_status": exit_status(rep.results),
+    }
+    return _json.dumps(doc, indent=2) + "\n"
+
+
+def junit(rep: Report) -> str:
+    root = ET.Element("testsuites", name="sdei-state selftest", time=f"{rep.seconds:.3f}")
+    for suite in dict.fromkeys(r.suite for r in rep.results):
+        per = [r for r in rep.results if r.suite == suite]
         c = counts(per)
         el = ET.SubElement(root, "testsuite", name=suite, tests=str(len(per)),
                            failures=str(c[Outcome.FAIL]), skipped=str(c[Outcome.SKIP]),
                            time=f"{sum(r.seconds for r in per):.3f}")
         props = ET.SubElement(el, "properties")
-        ET.SubElement(props, "property", name="backend", value=backend)
+        ET.SubElement(props, "property", name="backend", value=rep.backend)
         for r in per:
             tc = ET.SubElement(el, "testcase", classname=suite, name=r.case,
                                time=f"{r.seconds:.3f}")
@@ -73,4 +108,6 @@ def junit(results: Sequence[CaseResult], backend: str, seconds: float) -> str:
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 
-REPORTERS = {"text": text, "tap": tap, "junit": junit}
+REPORTERS: Mapping[str, Callable[[Report], str]] = MappingProxyType(
+    {"text": text, "tap": tap, "json": json, "junit": junit})
+"""By ``--format`` name; the CLI's choices are these keys."""

@@ -13,6 +13,7 @@ PC, PSTATE  core ``regs.pc``, ``regs.pstate``
 ELR_EL1     core ``elr_el1``
 SPSR_EL1    core ``spsr[KVM_SPSR_EL1]``
 VBAR_EL1    ``ARM64_SYS_REG(3, 0, 12, 0, 0)``
+SCTLR_EL1   ``ARM64_SYS_REG(3, 0, 1, 0, 0)`` (read at dispatch for the entry PSTATE)
 SP          the *current* stack pointer, chosen by PSTATE as the CPU does (see below)
 =========== =============================================================================
 
@@ -39,10 +40,12 @@ from ..kvm.arm64 import (
     REG_SPSR_EL1,
     REG_VBAR_EL1,
     REG_X,
+    sys_reg,
 )
 from .transport import RegTransport
 
 _U64_MAX: Final = (1 << 64) - 1
+REG_SCTLR_EL1: Final = sys_reg(3, 0, 1, 0, 0)
 
 REG_IDS: Final[Mapping[CpuReg, int]] = {
     **{CpuReg(n): REG_X[n] for n in range(31)},
@@ -51,6 +54,7 @@ REG_IDS: Final[Mapping[CpuReg, int]] = {
     CpuReg.ELR_EL1: REG_ELR_EL1,
     CpuReg.SPSR_EL1: REG_SPSR_EL1,
     CpuReg.VBAR_EL1: REG_VBAR_EL1,
+    CpuReg.SCTLR_EL1: REG_SCTLR_EL1,
 }
 """Every CpuReg except SP, whose register depends on PSTATE (``sp_reg_id``)."""
 

@@ -7,8 +7,9 @@ ABI of DESIGN section 4 would, errnos included (as ``errors.RegError``):
 
 - ENOENT: an id the vCPU does not list (also a listed firmware/SDEI regno with a non-U64 size,
   as upstream ``kvm_arm_set_fw_reg()`` answers);
-- EINVAL: a value the register refuses (SDEI per-register checks, firmware SET rules); a core
-  register id with the wrong size (``validate_core_offset`` in guest.c); a malformed id;
+- EINVAL: a value the register refuses (SDEI per-register checks, firmware SET rules, a core
+  PSTATE whose mode KVM's ``set_core_reg()`` refuses: ``vcpu.core_rules``); a core register id
+  with the wrong size (``validate_core_offset`` in guest.c); a malformed id;
 - EBUSY: a feature-bitmap change after the VM has run (any vCPU made a call or was dispatched);
 - ENOEXEC: any register access, list or run before ``init()`` (KVM_ARM_VCPU_INIT);
 - E2BIG: ``reg_list_into(n)`` with room for fewer than the vCPU lists
@@ -16,7 +17,8 @@ ABI of DESIGN section 4 would, errnos included (as ``errors.RegError``):
 
 The register list, in KVM's order: core registers (x0-x30, sp, pc, pstate, elr_el1, spsr_el1),
 the upstream firmware registers of the host, the 47 SDEI registers (when the host knows STD_BMAP
-bit 1), then the system registers (VBAR_EL1). PSCI_VERSION and the bitmaps are VM-wide (a write
+bit 1), then the system registers the model reads (SCTLR_EL1, VBAR_EL1, ascending as KVM lists
+them). PSCI_VERSION and the bitmaps are VM-wide (a write
 through any vCPU is seen by all), STD_BMAP bit 1 is the SDEI gate (``machine.enabled``), and a
 WORKAROUND write is a check that stores nothing, as upstream. The SDEI block is served by
 ``vcpu.sdei_block``, as the userspace provider serves it on a real vCPU.
@@ -41,6 +43,7 @@ from ..regs import sdei as sdei_regs
 from ..spec import function_by_name
 from ..state import RESET_STATE, U64_MAX, VcpuState
 from . import sdei_block
+from .core_rules import core_value_problem
 
 _SIZE_MASK: Final = ids.KVM_REG_SIZE_MASK
 _U64: Final = ids.RegSize.U64.bits
@@ -63,13 +66,14 @@ _CPU_REG_IDS: Final[Mapping[CpuReg, int]] = MappingProxyType({
     CpuReg.ELR_EL1: ids.core_reg("elr_el1"),
     CpuReg.SPSR_EL1: ids.core_reg("spsr_el1"),
     CpuReg.VBAR_EL1: ids.sys_reg(3, 0, 12, 0, 0),
+    CpuReg.SCTLR_EL1: ids.sys_reg(3, 0, 1, 0, 0),
 })
-"""The ONE_REG id of every register a MemoryCpu holds (VBAR_EL1 is a system register)."""
+"""The ONE_REG id of every register a MemoryCpu holds (VBAR_EL1 and SCTLR_EL1 are system
+registers, so a VMM's save carries them like any other)."""
 
-CORE_IDS: Final[tuple[int, ...]] = tuple(
-    _CPU_REG_IDS[r] for r in CpuReg if r is not CpuReg.VBAR_EL1
-)
-SYS_IDS: Final[tuple[int, ...]] = (_CPU_REG_IDS[CpuReg.VBAR_EL1],)
+_SYS_REGS: Final = frozenset({CpuReg.VBAR_EL1, CpuReg.SCTLR_EL1})
+CORE_IDS: Final[tuple[int, ...]] = tuple(_CPU_REG_IDS[r] for r in CpuReg if r not in _SYS_REGS)
+SYS_IDS: Final[tuple[int, ...]] = tuple(sorted(_CPU_REG_IDS[r] for r in _SYS_REGS))
 
 
 def cpu_reg_id(reg: CpuReg) -> int:
@@ -237,6 +241,9 @@ class SimVcpu:
                     elif kind is _Kind.FW:
                         self._set_fw(reg_id, value)
                     else:
+                        refusal = core_value_problem(reg_id, value)
+                        if refusal is not None:
+                            raise RegError(errno.EINVAL, reg_id, "SET", refusal)
                         self.cpu[vm._cpu_regs[reg_id]] = value
             finally:
                 # Earlier writes stay when a later one fails, the SDEI ones included.

@@ -29,7 +29,8 @@ from ..machine import affinity_of
 
 _SYS: Final[Mapping[CpuReg, int]] = {CpuReg.ELR_EL1: SysReg.ELR_EL1,
                                      CpuReg.SPSR_EL1: SysReg.SPSR_EL1,
-                                     CpuReg.VBAR_EL1: SysReg.VBAR_EL1}
+                                     CpuReg.VBAR_EL1: SysReg.VBAR_EL1,
+                                     CpuReg.SCTLR_EL1: SysReg.SCTLR_EL1}
 """The CpuRegs the interpreter keeps among its system registers."""
 
 

@@ -268,8 +268,17 @@ class ProviderVcpu:
             return
         # STD_BMAP: bit 1 is ours; the kernel judges (and stores) the rest.
         want = bool(value & _SDEI_BIT)
+        rest = value & ~_SDEI_BIT
         if want != self.machine.enabled and self.machine.has_run:
+            # Upstream kvm_arm_set_fw_reg_bmap() refuses unknown bits (EINVAL) before a change
+            # after the first run (EBUSY). Only the kernel knows its bits, so it judges the
+            # rest first; a write it accepts (it has not entered KVM_RUN yet) is undone, so a
+            # refused write changes nothing.
+            current = self.kernel.get_reg(reg_id)
+            if rest != current:
+                self.kernel.set_reg(reg_id, rest)
+                self.kernel.set_reg(reg_id, current)
             raise RegError(errno.EBUSY, reg_id, "SET",
                            "the SDEI bit cannot change after the VM has run")
-        self.kernel.set_reg(reg_id, value & ~_SDEI_BIT)
+        self.kernel.set_reg(reg_id, rest)
         self.machine.enabled = want

@@ -1,0 +1,151 @@
+"""The userspace SDEI provider against the minimum register transfers each job needs.
+
+The provider serves a vCPU whose registers are ``MsrVcpu``: every register the provider reads
+or writes costs one real ONE_REG ioctl through the bindings (on a stand-in MSR), and the
+count of those ioctls is reported beside the minimum. The baseline is that minimum, issued
+from C on the same stand-in MSRs:
+
+- a simple exit, EVENT_STATUS: GET x1 (the event number), SET x0-x3 (the result, and x1-x3
+  zeroed the way KVM's ``smccc_set_retval`` does): 5;
+- a dispatch (absolute entry point): GET x0-x17, PC, PSTATE (the interrupted context), SET
+  x0-x3, PSTATE, PC (the handler's entry): 26; VBAR_EL1 only matters for a relative entry;
+- COMPLETE: SET x0-x17, PSTATE, PC (the context back): 20; its status argument in x1 is not
+  acted on, so it need not be read.
+
+Dispatch and COMPLETE need a fresh state each time (an event pending, or running): that set-up
+goes through the model with an in-memory CPU, untimed, and each call is timed on its own; the C
+baseline is then timed call by call too, so both pay the same clock overhead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+
+from harness import Variant, compare, per_op, timed, timed_each
+from kvm_env import KvmEnv
+from msr import REG_IDS, MsrVcpu
+from native import GET, SET, Op, Trace
+
+from sdei_state.cpu import CONTEXT_GPRS, CpuReg, MemoryCpu
+from sdei_state.kvm.exits import ExitReason, HypercallExit
+from sdei_state.spec import Function
+
+try:  # the provider's home after the package restructuring (issue 13)
+    from sdei_state.vmm.provider import SdeiProvider
+except ImportError:
+    from sdei_state.provider import SdeiProvider
+
+EP: Final = 0x4010_0000
+"""An absolute handler entry point."""
+EL1H: Final = 0x3C5  # EL1h, DAIF masked: a mode SDEI can interrupt
+
+
+def _nothing() -> None:
+    pass
+
+
+def _ids(regs: tuple[CpuReg, ...]) -> list[int]:
+    return [REG_IDS[r] for r in regs]
+
+
+def _minimum(t: MsrVcpu) -> dict[str, list[Op]]:
+    x0_3 = (CpuReg.X0, CpuReg.X1, CpuReg.X2, CpuReg.X3)
+    ctx = (*CONTEXT_GPRS, CpuReg.PC, CpuReg.PSTATE)
+    return {
+        "EVENT_STATUS": t.ops(GET, _ids((CpuReg.X1,))) + t.ops(SET, _ids(x0_3)),
+        "dispatch": t.ops(GET, _ids(ctx)) + t.ops(SET, _ids((*x0_3, CpuReg.PSTATE, CpuReg.PC))),
+        "COMPLETE": t.ops(SET, _ids((*CONTEXT_GPRS, CpuReg.PSTATE, CpuReg.PC))),
+    }
+
+
+class _Served:
+    """A provider serving vCPU 0 over ``MsrVcpu``, with event 0 registered and enabled."""
+
+    def __init__(self, env: KvmEnv, mode: str | None, *, record: bool = False) -> None:
+        values = {rid: 0 for rid in REG_IDS.values()}
+        values[REG_IDS[CpuReg.PSTATE]] = EL1H
+        self.values = values
+        self.t = MsrVcpu(env.vcpus[mode] if mode else None, values, env.msrs, record=record)
+        self.p = SdeiProvider(1)
+        self.p.attach(0, self.t)
+        self.mem = MemoryCpu()  # set-up calls answer here, without ioctls
+        m = self.p.machine
+        for fn, args in ((Function.EVENT_REGISTER, [0, EP, 0xA5, 0, 0]),
+                         (Function.EVENT_ENABLE, [0]), (Function.PE_UNMASK, [])):
+            out = m.call(0, fn, args, self.mem)
+            if out.ret != 0:
+                raise RuntimeError(f"set-up {fn.name} returned {out.ret}")
+        self.status = HypercallExit(reason=ExitReason.HYPERCALL, nr=Function.EVENT_STATUS,
+                                    args=(0,) * 6, flags=0)
+        self.complete = HypercallExit(reason=ExitReason.HYPERCALL, nr=Function.EVENT_COMPLETE,
+                                      args=(0,) * 6, flags=0)
+
+    # set-ups (untimed) and the timed jobs
+    def make_pending(self) -> None:
+        m = self.p.machine
+        m.call(0, Function.EVENT_COMPLETE, [0], self.mem)  # DENIED if nothing runs: fine
+        m.inject(0, 0)
+
+    def make_running(self) -> None:
+        self.make_pending()
+        if self.p.machine.dispatch(0, self.mem) is None:
+            raise RuntimeError("set-up: event 0 was not dispatched")
+
+    def do_status(self) -> None:
+        self.p.handle_exit(0, self.status)
+
+    def do_dispatch(self) -> None:
+        if self.p.before_run(0) is None:
+            raise RuntimeError("the provider did not dispatch the pending event")
+
+    def do_complete(self) -> None:
+        self.p.handle_exit(0, self.complete)
+
+    def jobs(self) -> dict[str, Variant]:
+        return {"EVENT_STATUS": timed(self.do_status),
+                "dispatch": timed_each(self.make_pending, self.do_dispatch),
+                "COMPLETE": timed_each(self.make_running, self.do_complete)}
+
+    def count(self) -> dict[str, tuple[int, list[tuple[str, tuple[Any, ...]]]]]:
+        """The ioctls each job makes, counted on one call, and its transport calls (the
+        stand-in must have been made with ``record``)."""
+        out = {}
+        calls = self.t.calls
+        assert calls is not None
+        jobs: tuple[tuple[str, Callable[[], None], Callable[[], None]], ...] = (
+            ("EVENT_STATUS", _nothing, self.do_status),
+            ("dispatch", self.make_pending, self.do_dispatch),
+            ("COMPLETE", self.make_running, self.do_complete))
+        for name, setup, op in jobs:
+            setup()
+            before, first = self.t.ioctls, len(calls)
+            op()
+            out[name] = (self.t.ioctls - before, calls[first:])
+        return out
+
+
+def case(env: KvmEnv, *, ops: int, rounds: int) -> dict[str, Any]:
+    modes = list(env.vcpus)
+    served = {m: _Served(env, m) for m in modes}
+    noop = _Served(env, None, record=True)
+    counts = noop.count()
+    minimum = _minimum(noop.t)
+    noop.t.calls = None
+    library = {name: per_op(v, ops=ops, rounds=rounds) for name, v in noop.jobs().items()}
+    idle = MsrVcpu(None, noop.values, env.msrs)
+    stand_in = {name: per_op(timed(lambda c=c: idle.replay_calls(c)),  # type: ignore[misc]
+                             ops=ops, rounds=rounds) for name, (_, c) in counts.items()}
+    comparisons = {}
+    for job, trace_ops in minimum.items():
+        trace = Trace(env.native, env.fd, trace_ops)
+        base = trace.variant() if job == "EVENT_STATUS" else timed_each(_nothing, trace.run_once)
+        subjects = {f"provider ({m})": served[m].jobs()[job] for m in modes}
+        out = compare((f"C, minimum {len(trace_ops)} ioctls", base), subjects, ops=ops,
+                      rounds=rounds)
+        for v in out["variants"].values():
+            v.update(library_ns=library[job], ioctls=counts[job][0],
+                     minimum_ioctls=len(trace_ops))
+        comparisons[job] = {**out, "stand_in_ns": stand_in[job],
+                            "transport_calls": len(counts[job][1])}
+    return {"comparisons": comparisons}
