@@ -11,12 +11,12 @@ import random
 from collections.abc import Callable
 from typing import Any, Final
 
+import binutils
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sdei_state.guest import a64 as A
-from sdei_state.guest import binutils
 from sdei_state.guest.a64 import SP, XZR, Cond, EncodeError, SysReg, sysreg
 from sdei_state.guest.disasm import Op, decode, decode_insn
 

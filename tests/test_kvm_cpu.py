@@ -8,7 +8,7 @@ import pytest
 
 from sdei_state.cpu import CpuReg, CpuRegs
 from sdei_state.kvm import arm64
-from sdei_state.kvm.cpu import REG_IDS, SP_BY_MODE, KvmCpu, sp_reg_id
+from sdei_state.vcpu.kvm_cpu import REG_IDS, SP_BY_MODE, KvmCpu, sp_reg_id
 from sdei_state.vcpu.transport import RegTransport
 
 

@@ -216,8 +216,8 @@ def test_open_failure_names_the_path(mode: str) -> None:
 def test_fds_close_on_exec_and_closed_in_order(kvm: Kvm) -> None:
     vm = kvm.create_vm()
     vcpu = vm.create_vcpu(0)
-    run = vcpu.kvm_run
-    assert run.exit_reason == 0
+    vcpu.map_run()
+    assert vcpu.immediate_exit is False
     fds = (kvm.fd, vm.fd, vcpu.fd)
     for fd in fds:
         assert fcntl.fcntl(fd, fcntl.F_GETFD) & fcntl.FD_CLOEXEC

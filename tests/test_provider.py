@@ -2,29 +2,29 @@
 
 The stock kernel is ``SimVm(host=HOST_LINUX_6_12)``: it lists no SDEI registers and its
 STD_BMAP knows only bit 0, like upstream. ``ScriptedKernelVcpu`` adds what the provider needs
-of a real vCPU (``run()`` returning the next exit, a ``kvm_run`` with ``immediate_exit``); the
-guest's SDEI calls are the exits the SMCCC filter would produce, with x0..x5 loaded as the
-guest would have them. The real-KVM version of these checks runs in the arm64 lab.
+of a real vCPU (``run(immediate_exit=...)`` returning the next exit, the ``immediate_exit``
+flag); the guest's SDEI calls are the exits the SMCCC filter would produce, with x0..x5 loaded
+as the guest would have them. The real-KVM version of these checks runs in the arm64 lab.
 """
 
 from __future__ import annotations
 
 import errno
 from collections import deque
-from collections.abc import Iterable
-from types import SimpleNamespace
+from collections.abc import Callable, Iterable
 
 import pytest
 
 from sdei_state.cpu import CpuReg, MemoryCpu
 from sdei_state.errors import KvmError, RegError
 from sdei_state.events import ASYNC_PF, SW_SIGNALED
-from sdei_state.kvm.exits import ExitReason, HypercallExit, MmioExit
+from sdei_state.kvm.exits import Exit, ExitReason, HypercallExit, MmioExit
 from sdei_state.migration import restore_vm, save_vm
-from sdei_state.provider import FILTER_BASE, FILTER_NR, ProviderError, SdeiProvider
 from sdei_state.regs import firmware, sdei
 from sdei_state.spec import Function, Ret
 from sdei_state.vcpu.sim import SimVcpu, SimVm
+from sdei_state.vmm import ProviderError, SdeiProvider
+from sdei_state.vmm.provider import FILTER_BASE, FILTER_NR
 
 EP = 0x4000_1000
 
@@ -34,8 +34,8 @@ class ScriptedKernelVcpu:
 
     def __init__(self, sim: SimVcpu) -> None:
         self.sim = sim
-        self.kvm_run = SimpleNamespace(immediate_exit=0)
-        self.script: deque[tuple[int, tuple[int, ...]] | str] = deque()
+        self.immediate_exit = False
+        self.script: deque[tuple[int, tuple[int, ...]] | str | Callable[[], None]] = deque()
         self.entries: list[int] = []  # PC at each KVM_RUN entry
         self.mmio_unfinished = False
 
@@ -58,14 +58,17 @@ class ScriptedKernelVcpu:
     def set_regs(self, items: Iterable[tuple[int, int]]) -> None:
         self.sim.set_regs(list(items))
 
-    def run(self) -> object:
+    def run(self, immediate_exit: bool = False) -> Exit:
         if self.mmio_unfinished:  # KVM completes the access first: PC moves past the store
             self.sim.cpu[CpuReg.PC] += 4
             self.mmio_unfinished = False
         self.entries.append(self.sim.cpu[CpuReg.PC])
-        if self.kvm_run.immediate_exit:
+        if immediate_exit or self.immediate_exit:
             raise KvmError(errno.EINTR, "KVM_RUN")
         step = self.script.popleft()
+        if callable(step):  # what happens while the guest runs; then a kick's EINTR
+            step()
+            raise KvmError(errno.EINTR, "KVM_RUN")
         if isinstance(step, str):  # "mmio": the guest rings a doorbell
             self.mmio_unfinished = True
             return MmioExit(int(ExitReason.MMIO), 0x1000_0000, b"\0" * 8, True)
@@ -95,7 +98,7 @@ def _setup(n: int = 2) -> tuple[SdeiProvider, list[ScriptedKernelVcpu], SimVm]:
     provider.install(vm)
     assert vm.filters == [(0xC4000020, 32, 2)] and (FILTER_BASE, FILTER_NR) == (0xC4000020, 32)
     for i, k in enumerate(kernel):
-        provider.attach(i, k)
+        provider.attach(i, k, k.cpu)
     return provider, kernel, stock
 
 
@@ -131,7 +134,6 @@ def test_calls_dispatch_and_complete_through_exits() -> None:
     # The next entry of vCPU 0 enters the handler; the guest there calls COMPLETE.
     k[0].script.append((int(Function.EVENT_COMPLETE), (0,)))
     k[0].script.append("mmio")
-    k[0].kvm_run.immediate_exit = 0
     p.run(0)
     assert k[0].entries[-3:-1] == [interrupted_pc, EP]  # store completed, then the handler
     assert k[0].entries[-1] == interrupted_pc  # COMPLETE went back to the interrupted PC
@@ -141,16 +143,51 @@ def test_calls_dispatch_and_complete_through_exits() -> None:
 
 def test_kick_sets_immediate_exit_for_another_thread() -> None:
     p, k, _ = _setup()
-    p._threads[0] = -1  # vCPU 0 runs on another thread (not this one)
+    p.loop(0).thread = -1  # vCPU 0 runs on another thread (not this one)
     _call(p, k[1], 1, Function.VERSION)
     for fn, a in ((Function.EVENT_REGISTER, (0, EP, 0, 0, 0)), (Function.EVENT_ENABLE, (0,))):
         assert p.machine.call(0, fn, a, k[0].cpu).ret == Ret.SUCCESS
     assert _call(p, k[1], 1, Function.EVENT_SIGNAL, 0, 0) == Ret.SUCCESS
-    assert k[0].kvm_run.immediate_exit == 1 and p.kicks == 1
+    assert k[0].immediate_exit and p.kicks == 1
     # The vCPU thread clears it at its next entry check and runs.
     k[0].script.extend(["mmio"])
     p.run(0)
-    assert k[0].kvm_run.immediate_exit == 0
+    assert not k[0].immediate_exit
+
+
+def test_stop_request_returns_from_run_and_loses_no_event() -> None:
+    """A stop asked while vCPU 0 is inside KVM_RUN, together with a signal for it: run()
+    returns None instead of swallowing the EINTR; the event stays pending and the next run()
+    takes it exactly once."""
+    p, k, _ = _setup()
+    for fn, a in ((Function.EVENT_REGISTER, (0, EP, 42, 0, 0)), (Function.EVENT_ENABLE, (0,)),
+                  (Function.PE_UNMASK, ())):
+        assert _call(p, k[0], 0, fn, *a) == Ret.SUCCESS
+
+    def meanwhile() -> None:  # another thread signals vCPU 0 and asks it to stop
+        assert p.machine.call(1, Function.EVENT_SIGNAL, (0, 1 << 31), k[1].cpu).ret == 0
+        p.request_stop(0)
+
+    k[0].script.append(meanwhile)
+    assert p.run(0) is None
+    es = p.machine.state(0).event(SW_SIGNALED)
+    assert es.pending and not es.running
+    assert EP not in k[0].entries
+    k[0].script.extend([(int(Function.EVENT_COMPLETE), (0,)), "mmio"])
+    assert isinstance(p.run(0), MmioExit)  # the stop was consumed: run() goes on
+    assert k[0].entries.count(EP) == 1
+    es = p.machine.state(0).event(SW_SIGNALED)
+    assert not es.pending and not es.running
+
+
+def test_stop_requested_before_run_finishes_the_last_mmio_first() -> None:
+    p, k, _ = _setup(1)
+    _call(p, k[0], 0, Function.VERSION)  # ends at a doorbell store KVM has not completed
+    pc = k[0].cpu[CpuReg.PC]
+    p.request_stop(0)
+    assert p.run(0) is None
+    assert k[0].cpu[CpuReg.PC] == pc + 4 and not k[0].mmio_unfinished  # saved state is whole
+    assert not k[0].immediate_exit
 
 
 def test_register_view_matches_in_kernel_encoding() -> None:

@@ -14,12 +14,11 @@ from typing import Any
 import pytest
 
 from sdei_state.cpu import CpuReg
-from sdei_state.guest.builder import IDLE_X
 from sdei_state.guest.doorbell import Bell, BellKind
-from sdei_state.guest.programs import PROGRAMS, cross_source, cross_target, stress, vcpu_layout
-from sdei_state.guest.sim import Served, simulate
-from sdei_state.selftest import all_suites, main, report
-from sdei_state.selftest.backends import SimBackend, pick_backend
+from sdei_state.kvm.exits import Exit
+from sdei_state.machine import CallOutcome
+from sdei_state.selftest import all_suites, main, pick_backend, report
+from sdei_state.selftest.backends import SimBackend
 from sdei_state.selftest.core import (
     KSFT_FAIL,
     KSFT_PASS,
@@ -35,12 +34,23 @@ from sdei_state.selftest.core import (
     run_suites,
     select,
 )
-from sdei_state.selftest.host import Driver, SimEngine, VcpuRun, compare, where
+from sdei_state.selftest.host import Driver, simulate
+from sdei_state.selftest.programs.catalog import (
+    PROGRAMS,
+    cross_source,
+    cross_target,
+    stress,
+    vcpu_layout,
+)
+from sdei_state.selftest.programs.program import IDLE_X
 from sdei_state.selftest.scenarios import Scenario, checked, run_scenario
 from sdei_state.selftest.sdei_suites import DISPATCH_CASES, SCENARIOS
+from sdei_state.selftest.sim_engine import SimEngine
 from sdei_state.selftest.stress_suite import PLANS, Plan, StressRun, check, run_sim
+from sdei_state.selftest.trace import Served, compare, where
 from sdei_state.spec import Function
 from sdei_state.vcpu.sim import SimVm
+from sdei_state.vmm import ModelServer
 
 SDEI_SUITES = ("sdei-calls", "sdei-dispatch", "migration", "stress")
 
@@ -163,7 +173,7 @@ def test_an_unwritable_report_file_is_a_one_line_error(tmp_path: Any) -> None:
 @pytest.mark.parametrize("name", sorted(PROGRAMS))
 def test_driver_on_the_simulated_engine_is_simulate(name: str) -> None:
     prog = PROGRAMS[name]()
-    ref = VcpuRun.of_sim(simulate(prog))
+    ref = simulate(prog)
     drv = Driver(SimEngine([prog]), [prog])
     assert drv.run(0)
     got = drv.result(0)
@@ -173,7 +183,7 @@ def test_driver_on_the_simulated_engine_is_simulate(name: str) -> None:
 
 def test_compare_names_the_first_difference() -> None:
     prog = PROGRAMS["dispatch-complete"]()
-    ref = VcpuRun.of_sim(simulate(prog))
+    ref = simulate(prog)
     bad_trace = list(ref.trace)
     n = next(i for i, t in enumerate(bad_trace) if isinstance(t, Served))
     s = bad_trace[n]
@@ -200,7 +210,7 @@ def test_compare_names_the_first_difference() -> None:
 
 def test_compare_leaves_out_what_the_engine_cannot_see() -> None:
     prog = PROGRAMS["calls"]()
-    ref = VcpuRun.of_sim(simulate(prog))
+    ref = simulate(prog)
     kvm_view = dataclasses.replace(ref, trace=tuple(
         t for t in ref.trace if not (isinstance(t, Served) and t.function_id == 0x8400_0020)))
     assert len(kvm_view.trace) == len(ref.trace) - 1  # the SMC32 id KVM answers itself
@@ -232,18 +242,25 @@ def test_multi_vcpu_programs_have_their_own_memslots() -> None:
 
 # -- spec facts fail when the guest saw something else --------------------------------------
 
-class _LyingEngine(SimEngine):
+class _LyingServer(ModelServer):
     """Serves EVENT_CONTEXT(4) with a wrong value, and the model with it: a run that agrees
     with itself but not with DESIGN section 5."""
 
-    def serve(self, i: int) -> Served:
-        cpu = self.cpus[i]
-        fid, x1 = cpu.x[0] & 0xFFFF_FFFF, cpu.x[1]
-        s = super().serve(i)
-        if fid == Function.EVENT_CONTEXT and x1 == 4 and s.ret >= 0:
-            cpu.x[0] ^= 0x100
-            s = dataclasses.replace(s, ret=s.ret ^ 0x100)
-        return s
+    def handle_exit(self, index: int, exit_: Exit) -> CallOutcome | None:
+        cpu = self.cpu(index)
+        x1 = cpu.read((CpuReg.X1,))[0]
+        out = super().handle_exit(index, exit_)
+        if out is not None and out.function_id == Function.EVENT_CONTEXT and x1 == 4 \
+                and out.ret >= 0:
+            cpu.write({CpuReg.X0: cpu.read((CpuReg.X0,))[0] ^ 0x100})
+            out = dataclasses.replace(out, ret=out.ret ^ 0x100)
+        return out
+
+
+class _LyingEngine(SimEngine):
+    def __init__(self, programs: Any, **kw: Any) -> None:
+        super().__init__(programs, **kw)
+        self._server = _LyingServer(self.machine, [v.cpu for v in self.vcpus], only_sdei=False)
 
 
 class _LyingBackend(SimBackend):
@@ -448,7 +465,7 @@ def test_json_and_text_and_junit_carry_every_result() -> None:
 
 
 def test_bell_helpers_used_by_the_facts() -> None:
-    run = VcpuRun.of_sim(simulate(PROGRAMS["masked-unmask"]()))
+    run = simulate(PROGRAMS["masked-unmask"]())
     assert run.main_results() == [0, 0, 0, 3, 0, 0, 3]
     assert run.bells(BellKind.HANDLER_ENTRY) == [Bell(BellKind.HANDLER_ENTRY, 0, 0, 0)]
     (d,) = run.dispatches()

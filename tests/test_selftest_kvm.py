@@ -1,8 +1,9 @@
 """The KVM side of ``sdei-state selftest`` on any host, with the kernel played by a fake.
 
-``FakeKvm`` stands in for ``sdei_state.kvm.Kvm``: its vCPUs run guest code on the pure-Python
-``GuestCpu`` and keep their registers the way KVM does (core and system registers, the
-upstream firmware registers of a ``SimVm``, a counter that ticks). Like KVM it leaves PC at a
+``FakeKvm`` stands in for ``sdei_state.kvm.Kvm``: its vCPUs run guest code on the simulated
+guest (``vmm.GuestVcpu``: typed exits, ``immediate_exit``) and keep their registers the way
+KVM does (core and system registers, the upstream firmware registers of a ``SimVm``, a
+counter that ticks). Like KVM it leaves PC at a
 doorbell store until the next ``KVM_RUN`` (or one with ``immediate_exit``) completes it, answers
 PSCI_VERSION itself, forwards the SDEI range as ``KVM_EXIT_HYPERCALL`` once the SMCCC filter
 is installed, and, as a 6.1 kernel, may have no filter at all. Its in-kernel variant serves
@@ -22,17 +23,13 @@ import pytest
 
 from sdei_state.errors import KvmError
 from sdei_state.guest.layout import LAYOUT, Layout
-from sdei_state.guest.programs import PROGRAMS, vcpu_layout
-from sdei_state.guest.sim import Dispatched, GuestCpu, Served, simulate
-from sdei_state.guest.sim import HypercallExit as SimHvc
-from sdei_state.kvm import HypercallExit, MmioExit, SystemEventExit
+from sdei_state.kvm import HypercallExit, SystemEventExit
 from sdei_state.kvm.arm64 import sys_reg
-from sdei_state.kvm.cpu import KvmCpu
-from sdei_state.kvm.exits import ExitReason
+from sdei_state.kvm.exits import Exit, ExitReason
 from sdei_state.regs import firmware
 from sdei_state.selftest import all_suites
 from sdei_state.selftest.core import CheckFailed, Outcome, run_suites
-from sdei_state.selftest.host import GuestCpuTransport, HostError, VcpuRun, compare, forwarded
+from sdei_state.selftest.host import Driver, HostError, simulate
 from sdei_state.selftest.kvm_backend import (
     IN_KERNEL_ONLY,
     NO_FILTER,
@@ -40,11 +37,15 @@ from sdei_state.selftest.kvm_backend import (
     KvmBackend,
     probe_kvm,
 )
+from sdei_state.selftest.programs.catalog import PROGRAMS, vcpu_layout
 from sdei_state.selftest.runner_kvm import KvmEngine, run_on_kvm
 from sdei_state.selftest.scenarios import checked
 from sdei_state.selftest.sdei_suites import SCENARIOS
-from sdei_state.spec import FN_BASE
+from sdei_state.selftest.sim_engine import GuestCpuTransport
+from sdei_state.selftest.trace import Dispatched, Served, compare
+from sdei_state.spec import FN_BASE, in_sdei_block
 from sdei_state.vcpu.sim import SimVm
+from sdei_state.vmm import GuestVcpu
 
 CNTPCT = sys_reg(3, 3, 14, 0, 1)
 PSCI_RANGE = range(0x8400_0000, 0x8400_0020)
@@ -63,19 +64,16 @@ class FakeMem:
         return bytes(self.buf[offset:offset + length])
 
 
-class FakeVcpu:
+class FakeVcpu(GuestVcpu):
     """One vCPU of the fake kernel (see the module docstring)."""
 
     def __init__(self, vm: FakeVm, index: int) -> None:
-        self.vm, self.index = vm, index
+        self.vm = vm
         slot = vm.memory[index] if index < len(vm.memory) else (
             vm.memory[0] if vm.memory else None)
-        lay = LAYOUT if slot is None else _layout_at(slot.guest_phys_addr)
-        self.guest = GuestCpu(lay, index)
+        super().__init__(LAYOUT if slot is None else _layout_at(slot.guest_phys_addr), index)
         if slot is not None:
             self.guest.mem = slot.buf
-        self.kvm_run = SimpleNamespace(immediate_exit=0)
-        self._mmio_pc: int | None = None  # a doorbell store KVM has not completed yet
         self._counter = 0x1000
 
     @property
@@ -84,10 +82,6 @@ class FakeVcpu:
 
     def init(self, features: Any = ()) -> None:
         pass
-
-    @property
-    def cpu(self) -> KvmCpu:
-        return KvmCpu(self)
 
     def reg_list(self) -> tuple[int, ...]:
         return (*self.regs.reg_list(), CNTPCT)
@@ -115,26 +109,23 @@ class FakeVcpu:
     def set_reg(self, reg_id: int, value: int) -> None:
         self.set_regs([(reg_id, value)])
 
-    def run(self) -> Any:
-        g = self.guest
-        if self._mmio_pc is not None:  # KVM completes the store on the next KVM_RUN
-            g.pc, self._mmio_pc = self._mmio_pc + 4, None
-        if self.kvm_run.immediate_exit:
+    def run(self, immediate_exit: bool = False) -> Exit:
+        """KVM_RUN of the fake kernel: what ``GuestVcpu`` does, plus the calls the kernel
+        answers itself and, in-kernel, the dispatch on entry."""
+        if self._store_pc is not None:  # KVM completes the store on the next KVM_RUN
+            self.guest.pc, self._store_pc = self._store_pc + 4, None
+        if immediate_exit or self.immediate_exit:
             raise KvmError(errno.EINTR, "KVM_RUN")
         self.vm.sim.machine.has_run = True
         while True:
             if self.vm.in_kernel:
-                self.vm.sim.machine.dispatch(self.index, g)
-            ex = g.run()
-            if isinstance(ex, SimHvc):
-                fid = g.x[0] & 0xFFFF_FFFF
-                if self.vm.filter is not None and fid in self.vm.filter:
-                    return HypercallExit(ExitReason.HYPERCALL, fid, (), int(ex.smc))
-                self.hypercall(fid)
+                self.vm.sim.machine.dispatch(self.index, self.cpu)
+            ex = super().run()
+            if isinstance(ex, HypercallExit) and not (
+                    self.vm.filter is not None and ex.nr in self.vm.filter):
+                self.hypercall(ex.nr)
                 continue
-            g.pc = ex.insn_pc  # PC stays at the store until KVM completes it
-            self._mmio_pc = ex.insn_pc
-            return MmioExit(ExitReason.MMIO, ex.phys_addr, ex.data.to_bytes(8, "little"), True)
+            return ex
 
     def hypercall(self, fid: int) -> None:
         """What the fake kernel answers itself (PSCI; SDEI when it has it in-kernel)."""
@@ -142,7 +133,7 @@ class FakeVcpu:
         if fid in PSCI_RANGE:
             ret = self.get_reg(firmware.PSCI_VERSION) if fid == 0x8400_0000 else NOT_SUPPORTED
         elif self.vm.in_kernel:
-            self.vm.sim.machine.hvc(self.index, g)
+            self.vm.sim.machine.hvc(self.index, self.cpu)
             return
         else:
             ret = NOT_SUPPORTED
@@ -347,8 +338,8 @@ class _KernelCorruptsX20(FakeVcpu):
     """A kernel bug: x20 changes whenever the vCPU leaves on a forwarded hypercall (x0..x17
     would be hidden by COMPLETE restoring the context; x20 is never restored)."""
 
-    def run(self) -> Any:
-        ex = super().run()
+    def run(self, immediate_exit: bool = False) -> Exit:
+        ex = super().run(immediate_exit)
         if isinstance(ex, HypercallExit):
             self.guest.x[20] ^= 0x10
         return ex
@@ -363,8 +354,8 @@ def test_a_kernel_that_changes_a_register_is_caught() -> None:
 
 
 class _ExitsOnShutdown(FakeVcpu):
-    def run(self) -> Any:
-        super().run()
+    def run(self, immediate_exit: bool = False) -> Exit:
+        super().run(immediate_exit)
         return SystemEventExit(ExitReason.SYSTEM_EVENT, 1, (0,))
 
 
@@ -373,20 +364,16 @@ def test_an_exit_the_program_cannot_cause_is_named() -> None:
     prog = SCENARIOS["dispatch-complete"].build()[0]
     eng = KvmEngine(kvm, [prog])  # type: ignore[arg-type]
     with pytest.raises(HostError, match="vCPU 0: unexpected exit SystemEventExit"):
-        eng.enter(0)
+        Driver(eng, [prog]).run(0)
 
 
 def test_doorbells_are_completed_before_the_next_dispatch() -> None:
     kvm = FakeKvm()
     prog = SCENARIOS["dispatch-complete"].build()[0]
     eng = KvmEngine(kvm, [prog])  # type: ignore[arg-type]
-    while True:
-        stop = eng.enter(0)
-        if hasattr(stop, "phys_addr"):
-            break
-        eng.serve(0)
+    assert not Driver(eng, [prog]).run(0, until=lambda _b: True)  # the first doorbell
     vcpu = eng.vcpus[0]
-    assert isinstance(vcpu, FakeVcpu) and vcpu._mmio_pc is None  # completed at once
+    assert isinstance(vcpu, FakeVcpu) and vcpu._store_pc is None  # completed at once
     assert eng.vm.filter == range(FN_BASE, FN_BASE + 32)
     assert kvm.closed_vms == 0
     eng.close()
@@ -396,12 +383,12 @@ def test_doorbells_are_completed_before_the_next_dispatch() -> None:
 @pytest.mark.parametrize("name", ["calls", "nested", "relative-vbar-switch"])
 def test_run_on_kvm_is_simulate_on_the_fake_kernel(name: str) -> None:
     prog = PROGRAMS[name]()
-    ref = VcpuRun.of_sim(simulate(prog))
+    ref = simulate(prog)
     got = run_on_kvm(FakeKvm(), prog)  # type: ignore[arg-type]
     assert got.finished and got.engine == "arm64 KVM + userspace provider"
-    seen = [t for t in ref.trace if not isinstance(t, Served) or forwarded(t.function_id)]
+    seen = [t for t in ref.trace if not isinstance(t, Served) or in_sdei_block(t.function_id)]
     assert list(got.trace) == seen
-    assert compare(ref, got, lambda t: not isinstance(t, Served) or forwarded(t.function_id)) \
+    assert compare(ref, got, lambda t: not isinstance(t, Served) or in_sdei_block(t.function_id)) \
         == []
     inkernel = run_on_kvm(FakeKvm(in_kernel=True), prog, in_kernel=True)  # type: ignore[arg-type]
     assert inkernel.trace == tuple(t for t in ref.trace if not isinstance(t, Served | Dispatched))

@@ -12,16 +12,23 @@ constants ``XZR`` and ``SP`` only make call sites readable). All data-processing
 
 from __future__ import annotations
 
-from enum import Enum, IntEnum
+from enum import Enum
 from typing import Final
 
-from ..errors import SdeiStateError
-
-XZR: Final = 31
-"""Register 31 where an instruction reads it as the zero register."""
-SP: Final = 31
-"""Register 31 where an instruction reads it as the stack pointer."""
-LR: Final = 30
+# The shared vocabulary (``arch``), re-exported: ``a64.SysReg``, ``a64.SP`` read as part of the
+# encoder's interface.
+from .arch import LR as LR
+from .arch import READ_ONLY as READ_ONLY
+from .arch import SP as SP
+from .arch import U32_MAX as U32_MAX
+from .arch import U64_MASK as U64_MASK
+from .arch import XZR as XZR
+from .arch import Cond as Cond
+from .arch import EncodeError as EncodeError
+from .arch import SysReg as SysReg
+from .arch import check_int
+from .arch import sysreg as sysreg
+from .arch import sysreg_name as sysreg_name
 
 NOP: Final = 0xD503201F
 WFI: Final = 0xD503207F
@@ -29,95 +36,9 @@ ISB: Final = 0xD5033FDF
 DSB_SY: Final = 0xD5033F9F
 ERET: Final = 0xD69F03E0
 
-U32_MAX: Final = 0xFFFFFFFF
-U64_MASK: Final = (1 << 64) - 1
-
-
-class EncodeError(SdeiStateError, ValueError):
-    """An operand an instruction cannot encode; the message names instruction and operand."""
-
-
-class Cond(IntEnum):
-    """Condition codes of ``b.cond`` (Arm ARM C1.2.4)."""
-
-    EQ = 0
-    NE = 1
-    CS = 2
-    CC = 3
-    MI = 4
-    PL = 5
-    VS = 6
-    VC = 7
-    HI = 8
-    LS = 9
-    GE = 10
-    LT = 11
-    GT = 12
-    LE = 13
-    AL = 14
-    NV = 15
-    HS = 2  # aliases: unsigned higher-or-same / lower
-    LO = 3
-
-
-# -- operand checks ------------------------------------------------------------------------
-
-def _check_int(insn: str, operand: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise EncodeError(f"{insn}: {operand} = {value!r} is not an integer")
-
-
-def sysreg(op0: int, op1: int, crn: int, crm: int, op2: int) -> int:
-    """The 16-bit system-register key ``op0:op1:CRn:CRm:op2`` (as Linux's ``sys_reg()``)."""
-    for name, v, hi in (("op0", op0, 3), ("op1", op1, 7), ("CRn", crn, 15), ("CRm", crm, 15),
-                        ("op2", op2, 7)):
-        _check_int("sysreg", name, v)
-        if not 0 <= v <= hi:
-            raise EncodeError(f"sysreg: {name} = {v} is outside 0..{hi}")
-    if op0 < 2:
-        raise EncodeError(f"sysreg: op0 = {op0} is not a register access (must be 2 or 3)")
-    return op0 << 14 | op1 << 11 | crn << 7 | crm << 3 | op2
-
-
-class SysReg(IntEnum):
-    """The system registers the guest programs read or write, keyed by ``sysreg()``."""
-
-    MIDR_EL1 = sysreg(3, 0, 0, 0, 0)
-    MPIDR_EL1 = sysreg(3, 0, 0, 0, 5)
-    SCTLR_EL1 = sysreg(3, 0, 1, 0, 0)
-    SPSR_EL1 = sysreg(3, 0, 4, 0, 0)
-    ELR_EL1 = sysreg(3, 0, 4, 0, 1)
-    SP_EL0 = sysreg(3, 0, 4, 1, 0)
-    SPSEL = sysreg(3, 0, 4, 2, 0)
-    CURRENTEL = sysreg(3, 0, 4, 2, 2)
-    NZCV = sysreg(3, 3, 4, 2, 0)
-    DAIF = sysreg(3, 3, 4, 2, 1)
-    ESR_EL1 = sysreg(3, 0, 5, 2, 0)
-    FAR_EL1 = sysreg(3, 0, 6, 0, 0)
-    VBAR_EL1 = sysreg(3, 0, 12, 0, 0)
-    TPIDR_EL1 = sysreg(3, 0, 13, 0, 4)
-    TPIDR_EL0 = sysreg(3, 3, 13, 0, 2)
-    TPIDRRO_EL0 = sysreg(3, 3, 13, 0, 3)
-    CNTFRQ_EL0 = sysreg(3, 3, 14, 0, 0)
-    CNTVCT_EL0 = sysreg(3, 3, 14, 0, 2)
-
-
-READ_ONLY: Final = frozenset({SysReg.MIDR_EL1, SysReg.MPIDR_EL1, SysReg.CURRENTEL,
-                              SysReg.CNTVCT_EL0})
-"""Registers ``msr`` may not write (the write encoding is UNDEFINED)."""
-
-
-def sysreg_name(key: int) -> str:
-    """GNU name of a system register key: ``vbar_el1``, or ``s3_0_c12_c0_0`` if unnamed."""
-    try:
-        return SysReg(key).name.lower()
-    except ValueError:
-        return (f"s{key >> 14 & 3}_{key >> 11 & 7}_c{key >> 7 & 15}_c{key >> 3 & 15}"
-                f"_{key & 7}")
-
 
 def _reg(insn: str, operand: str, r: int, *, allow31: bool = True) -> int:
-    _check_int(insn, operand, r)
+    check_int(insn, operand, r)
     if not 0 <= r <= 31:
         raise EncodeError(f"{insn}: {operand} = {r} is not a register number 0..31")
     if r == 31 and not allow31:
@@ -126,7 +47,7 @@ def _reg(insn: str, operand: str, r: int, *, allow31: bool = True) -> int:
 
 
 def _uimm(insn: str, operand: str, v: int, bits: int) -> int:
-    _check_int(insn, operand, v)
+    check_int(insn, operand, v)
     if not 0 <= v < 1 << bits:
         raise EncodeError(f"{insn}: {operand} = {v:#x} does not fit {bits} unsigned bits")
     return v
@@ -134,7 +55,7 @@ def _uimm(insn: str, operand: str, v: int, bits: int) -> int:
 
 def _scaled(insn: str, operand: str, v: int, scale: int, lo: int, hi: int) -> int:
     """A byte offset that must be a multiple of ``scale`` and in lo..hi; returns v // scale."""
-    _check_int(insn, operand, v)
+    check_int(insn, operand, v)
     if v % scale:
         raise EncodeError(f"{insn}: {operand} = {v} is not a multiple of {scale}")
     if not lo <= v <= hi:
@@ -163,7 +84,7 @@ def _pcrel(insn: str, offset: int, bits: int, scale: int = 4) -> int:
 def _movw(base: int, insn: str, rd: int, imm16: int, shift: int) -> int:
     _reg(insn, "rd", rd)
     _uimm(insn, "imm16", imm16, 16)
-    _check_int(insn, "shift", shift)
+    check_int(insn, "shift", shift)
     if shift not in (0, 16, 32, 48):
         raise EncodeError(f"{insn}: shift = {shift} is not 0, 16, 32 or 48")
     return base | (shift // 16) << 21 | imm16 << 5 | rd
@@ -185,7 +106,7 @@ def movn(rd: int, imm16: int, shift: int = 0) -> int:
 
 
 def _u64(insn: str, value: int) -> int:
-    _check_int(insn, "value", value)
+    check_int(insn, "value", value)
     if not -(1 << 63) <= value <= U64_MASK:
         raise EncodeError(f"{insn}: value = {value:#x} does not fit 64 bits")
     return value & U64_MASK
@@ -323,7 +244,7 @@ def str_w(rt: int, rn: int, offset: int = 0) -> int:
 def _ldst_wb(base: int, insn: str, rt: int, rn: int, offset: int) -> int:
     _reg(insn, "rt", rt)
     _reg(insn, "rn", rn)
-    _check_int(insn, "offset", offset)
+    check_int(insn, "offset", offset)
     if not -256 <= offset <= 255:
         raise EncodeError(f"{insn}: offset = {offset} is outside -256..255")
     if rn == rt and rn != 31:
@@ -519,7 +440,7 @@ def eret() -> int:
 
 
 def _sysreg_key(insn: str, reg: SysReg | int) -> int:
-    _check_int(insn, "sysreg", reg)
+    check_int(insn, "sysreg", reg)
     if not 0 <= int(reg) <= 0xFFFF or int(reg) >> 14 < 2:
         raise EncodeError(f"{insn}: sysreg = {int(reg):#x} is not a key made by sysreg()")
     return int(reg)

@@ -146,8 +146,8 @@ def parse_code(code: int, data: int = 0) -> Bell:
 
 def parse_mmio(layout: Layout, phys_addr: int, data: bytes | int, length: int = 8,
                is_write: bool = True) -> Bell:
-    """Decode a KVM_EXIT_MMIO (fields of ``kvm_run.mmio``) as a doorbell; BellError naming
-    the field if it is not one (a read, a wrong length, an address outside the window)."""
+    """Decode a KVM_EXIT_MMIO (address, data, length, direction) as a doorbell; BellError
+    naming the field if it is not one (a read, a wrong length, an address outside the window)."""
     what = f"MMIO {'write' if is_write else 'read'} of {length} bytes at {phys_addr:#x}"
     if not is_write:
         raise BellError(f"{what}: doorbells are writes")

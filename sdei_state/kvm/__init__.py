@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from .arm64 import SmcccFilterAction, VcpuFeature
 from .caps import Cap
-from .cpu import KvmCpu
 from .exits import (
     ArmNisvExit,
     Exit,
@@ -39,7 +38,6 @@ __all__ = [
     "HypercallExit",
     "InternalErrorExit",
     "Kvm",
-    "KvmCpu",
     "MmioExit",
     "OtherExit",
     "RegBatch",

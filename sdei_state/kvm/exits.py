@@ -1,7 +1,10 @@
 """Typed ``KVM_RUN`` exits: one frozen dataclass per exit reason the library decodes.
 
-``decode(run)`` reads the mapped ``struct kvm_run`` (a cdata pointer) once and returns a value
-that no longer refers to it, so an exit can be kept after the next ``KVM_RUN``.
+``decode_exit(run)`` (called by ``Vcpu.run``, the only reader of the mapped
+``struct kvm_run``) reads it once and returns a value that no longer refers to it, so an exit
+can be kept after the next ``KVM_RUN``. These values are the one exit vocabulary of the
+package: the VMM loop (``sdei_state.vmm``) gets them from a real vCPU and from the simulated
+guest alike.
 """
 
 from __future__ import annotations
@@ -81,8 +84,10 @@ class Exit:
 
 @dataclass(frozen=True)
 class MmioExit(Exit):
-    """``KVM_EXIT_MMIO``: an access outside every memslot. For a read, give the data with
-    ``Vcpu.set_mmio_data`` before the next run."""
+    """``KVM_EXIT_MMIO``: an access outside every memslot; PC still points at the load or
+    store, which KVM completes at the next ``KVM_RUN`` (``run(immediate_exit=True)`` completes
+    it without entering the guest). For a read, give the data with ``Vcpu.set_mmio_data``
+    first."""
 
     phys_addr: int
     data: bytes  # the ``len`` bytes written (all zero for a read)
@@ -154,7 +159,7 @@ class OtherExit(Exit):
             return f"exit reason {self.reason}"
 
 
-def decode(run: Any) -> Exit:
+def decode_exit(run: Any) -> Exit:
     """The typed exit of a ``struct kvm_run *`` just after ``KVM_RUN`` returned."""
     reason = int(run.exit_reason)
     if reason == ExitReason.MMIO:

@@ -1,9 +1,11 @@
 """``Vcpu``: a vCPU fd. Registers (ONE_REG, REG_LIST, batched), init, and ``KVM_RUN``.
 
 ``Vcpu`` satisfies ``sdei_state.vcpu.transport.RegTransport``, so save/restore code runs on it
-unchanged; ``Vcpu.cpu`` is its ``sdei_state.cpu.CpuRegs`` view. Register values are unsigned
-integers of the register's width, in host byte order (what KVM copies). A ``Vcpu`` is not
-thread-safe: it reuses one scratch buffer per vCPU (KVM serialises a vCPU's ioctls anyway).
+unchanged (``sdei_state.vcpu.kvm_cpu.KvmCpu`` is the model's ``CpuRegs`` view over it).
+Register values are unsigned integers of the register's width, in host byte order (what KVM
+copies). A ``Vcpu`` is not thread-safe: it reuses one scratch buffer per vCPU (KVM serialises
+a vCPU's ioctls anyway); the one exception is ``immediate_exit``, which another thread may set
+to kick it. No cdata appears in its public signatures.
 """
 
 from __future__ import annotations
@@ -18,10 +20,9 @@ from ..errors import KvmError, RegError
 from . import ioctls
 from ._fd import FdObject, check
 from .arm64 import KVM_REG_SIZE_MASK, KVM_REG_SIZE_U64, reg_size
-from .exits import Exit, decode
+from .exits import Exit, decode_exit
 
 if TYPE_CHECKING:
-    from .cpu import KvmCpu
     from .vm import VcpuInit, Vm
 
 _U64_MAX = (1 << 64) - 1
@@ -237,22 +238,15 @@ class Vcpu(FdObject):
         kernel failure (earlier writes stay)."""
         self._batch_for([rid for rid, _ in items]).set([v for _, v in items])
 
-    @property
-    def cpu(self) -> KvmCpu:
-        """This vCPU's registers as ``sdei_state.cpu.CpuRegs`` (see ``KvmCpu``)."""
-        from .cpu import KvmCpu
-
-        return KvmCpu(self)
-
     # -- KVM_RUN -----------------------------------------------------------------------------
 
-    @property
-    def kvm_run(self) -> Any:
-        """The mapped ``struct kvm_run *`` (``map_run()`` on first use)."""
-        return self.map_run()
+    def map_run(self) -> None:
+        """Map ``struct kvm_run`` from the vCPU fd if not yet done (unmapped at close).
+        ``run`` does it on first use; calling it early only moves the mmap."""
+        self._kvm_run()
 
-    def map_run(self) -> Any:
-        """Map ``struct kvm_run`` from the vCPU fd if not yet done (unmapped at close)."""
+    def _kvm_run(self) -> Any:
+        """The mapped ``struct kvm_run *``: cdata that never leaves this class."""
         if self._run is None:
             size = self.vm.kvm.vcpu_mmap_size()
             try:
@@ -263,19 +257,42 @@ class Vcpu(FdObject):
             self._run_size = size
         return self._run
 
-    def run(self) -> Exit:
-        """``KVM_RUN`` until the next exit to userspace; returns it typed (``exits``)."""
-        run = self.kvm_run
-        check(self.backend.ioctl_val(self.fd, ioctls.KVM_RUN, 0), "KVM_RUN")
-        return decode(run)
+    @property
+    def immediate_exit(self) -> bool:
+        """``kvm_run.immediate_exit``: while set, ``KVM_RUN`` completes a pending MMIO/PIO
+        access and returns ``EINTR`` without entering the guest."""
+        return bool(self._kvm_run().immediate_exit)
+
+    @immediate_exit.setter
+    def immediate_exit(self, on: bool) -> None:
+        # One byte store into the shared page: another thread may set it to kick this vCPU
+        # out of its next KVM_RUN (what QEMU's kvm_cpu_kick does), the vCPU thread clears it.
+        self._kvm_run().immediate_exit = 1 if on else 0
+
+    def run(self, immediate_exit: bool = False) -> Exit:
+        """``KVM_RUN`` until the next exit to userspace; returns it typed (``exits``).
+
+        ``immediate_exit=True`` sets ``kvm_run.immediate_exit`` for this call only: KVM
+        finishes the access of the last MMIO exit (a load's register, PC past the
+        instruction) and fails with ``EINTR`` (``KvmError``) without entering the guest.
+        With False the flag is left as ``immediate_exit`` last set it, so a kick set by
+        another thread still takes effect."""
+        run = self._kvm_run()
+        if immediate_exit:
+            run.immediate_exit = 1
+        try:
+            check(self.backend.ioctl_val(self.fd, ioctls.KVM_RUN, 0), "KVM_RUN")
+        finally:
+            if immediate_exit:
+                run.immediate_exit = 0
+        return decode_exit(run)
 
     def set_mmio_data(self, data: bytes) -> None:
         """Answer an MMIO read exit: the bytes the guest's load returns, given before the
         next ``run()``."""
-        run = self.kvm_run
-        if len(data) > 8:
-            raise ValueError(f"MMIO data is at most 8 bytes, got {len(data)}")
-        self.backend.ffi.memmove(run.mmio.data, data, len(data))
+        if not isinstance(data, bytes | bytearray) or len(data) > 8:
+            raise ValueError(f"MMIO data is at most 8 bytes, got {data!r}")
+        self.backend.ffi.memmove(self._kvm_run().mmio.data, bytes(data), len(data))
 
     def _release(self) -> None:
         if self._run is not None:

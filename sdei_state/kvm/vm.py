@@ -42,32 +42,32 @@ class GuestMemory:
         self.slot = slot
         self.guest_phys_addr = guest_phys_addr
         self.size = size
-        self.ptr: Any = vm.backend.mmap_anonymous(size)  # char *
+        self._ptr: Any = vm.backend.mmap_anonymous(size)  # char *, never handed out
 
     @property
     def userspace_addr(self) -> int:
-        return int(self._backend.ffi.cast("uintptr_t", self.ptr))
+        return int(self._backend.ffi.cast("uintptr_t", self._ptr))
 
     def write(self, offset: int, data: bytes) -> None:
         """Copy ``data`` to guest-physical ``guest_phys_addr + offset``."""
         self._bounds(offset, len(data))
-        self._backend.ffi.memmove(self.ptr + offset, data, len(data))
+        self._backend.ffi.memmove(self._ptr + offset, data, len(data))
 
     def read(self, offset: int, length: int) -> bytes:
         self._bounds(offset, length)
-        return bytes(self._backend.ffi.buffer(self.ptr + offset, length))
+        return bytes(self._backend.ffi.buffer(self._ptr + offset, length))
 
     def _bounds(self, offset: int, length: int) -> None:
-        if self.ptr is None:
+        if self._ptr is None:
             raise ValueError(f"memslot {self.slot}: memory already released (VM closed)")
         if offset < 0 or length < 0 or offset + length > self.size:
             raise ValueError(f"memslot {self.slot}: [{offset:#x}, +{length:#x}) outside "
                              f"its {self.size:#x} bytes")
 
     def release(self) -> None:
-        if self.ptr is not None:
-            self._backend.munmap(self.ptr, self.size)
-            self.ptr = None
+        if self._ptr is not None:
+            self._backend.munmap(self._ptr, self.size)
+            self._ptr = None
 
 
 class Vm(FdObject):
@@ -135,13 +135,24 @@ class Vm(FdObject):
         a = self.backend.ffi.new("struct kvm_device_attr *", {"group": group, "attr": attr})
         check(self.backend.ioctl(self.fd, ioctls.KVM_HAS_DEVICE_ATTR, a), "KVM_HAS_DEVICE_ATTR")
 
-    def set_device_attr(self, group: int, attr: int, data: Any, flags: int = 0) -> None:
-        """``KVM_SET_DEVICE_ATTR`` on the VM fd; ``data`` is a cdata pointer to the attribute
-        data (kept alive by the caller for the duration of the call)."""
+    def set_device_attr(self, group: int, attr: int, data: bytes | int, flags: int = 0) -> None:
+        """``KVM_SET_DEVICE_ATTR`` on the VM fd. ``data`` is the attribute's payload: the bytes
+        of its struct (``set_smccc_filter`` builds one), or an int for an attribute that takes
+        a ``__u64``; it is copied into a buffer that lives for the duration of the ioctl."""
         ffi = self.backend.ffi
+        if isinstance(data, int):
+            if isinstance(data, bool) or not 0 <= data < 1 << 64:
+                raise ValueError(f"device attribute {group:#x}/{attr:#x}: value {data!r} is "
+                                 "not a u64")
+            buf = ffi.new("uint64_t *", data)
+        elif isinstance(data, bytes | bytearray):
+            buf = ffi.new("char[]", bytes(data) or b"\0")
+        else:
+            raise TypeError(f"device attribute {group:#x}/{attr:#x}: data must be bytes or an "
+                            f"int, not {type(data).__name__}")
         a = ffi.new("struct kvm_device_attr *", {
             "flags": flags, "group": group, "attr": attr,
-            "addr": int(ffi.cast("uintptr_t", data))})
+            "addr": int(ffi.cast("uintptr_t", buf))})
         check(self.backend.ioctl(self.fd, ioctls.KVM_SET_DEVICE_ATTR, a), "KVM_SET_DEVICE_ATTR")
 
     def set_smccc_filter(self, base: int, nr_functions: int,
@@ -149,10 +160,12 @@ class Vm(FdObject):
         """Install an SMCCC filter range (arm64, Linux >= 6.4): ``KVM_SET_DEVICE_ATTR`` with
         ``KVM_ARM_VM_SMCCC_CTRL`` / ``KVM_ARM_VM_SMCCC_FILTER``. Only before the VM first runs
         (``EBUSY`` after); overlapping ranges give ``EEXIST``."""
-        f = self.backend.ffi.new("struct kvm_smccc_filter *", {
+        ffi = self.backend.ffi
+        f = ffi.new("struct kvm_smccc_filter *", {
             "base": base, "nr_functions": nr_functions, "action": int(action)})
         try:
-            self.set_device_attr(KVM_ARM_VM_SMCCC_CTRL, KVM_ARM_VM_SMCCC_FILTER, f)
+            self.set_device_attr(KVM_ARM_VM_SMCCC_CTRL, KVM_ARM_VM_SMCCC_FILTER,
+                                 bytes(ffi.buffer(f)))
         except KvmError as e:
             raise KvmError(e.errno or 0, "KVM_SET_DEVICE_ATTR(KVM_ARM_VM_SMCCC_FILTER "
                            f"base={base:#x} nr={nr_functions} {action.name})") from None

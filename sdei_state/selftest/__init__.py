@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from .backends import Backend, pick_backend
+from .backends import SimBackend, SuiteBackend
 from .core import (
     KSFT_PASS,
     BackendUnavailable,
@@ -31,9 +31,24 @@ from .core import (
 from .report import REPORTERS
 
 
-def all_suites(backend: Backend) -> list[Suite]:
+def pick_backend(choice: str) -> SuiteBackend:
+    """``auto``: arm64 KVM if it can be used here, else the simulated vCPU. ``kvm`` where
+    it cannot be used raises ``BackendUnavailable`` with the reason."""
+    if choice == "sim":
+        return SimBackend("--backend sim was asked for")
+    from .kvm_backend import probe_kvm
+
+    kvm, why = probe_kvm()
+    if kvm is not None:
+        return kvm
+    if choice == "kvm":
+        raise BackendUnavailable(f"--backend kvm: {why}")
+    return SimBackend(why)
+
+
+def all_suites(backend: SuiteBackend) -> list[Suite]:
     """Every suite, in the order they run; those the backend cannot serve skip with its
-    reason (``Backend.missing``)."""
+    reason (``SuiteBackend.missing``)."""
     from . import fw_suite, migration_suite, model, sdei_suites, stress_suite
 
     suites = [model.suite(), fw_suite.suite(), sdei_suites.calls_suite(),
@@ -51,7 +66,7 @@ def main(*, backend: str = "auto", fmt: str = "text", output: str | None = None,
     (``core.exit_status``: 0 pass, 1 any failure, 4 nothing could run). A backend asked for but
     unusable here is a skip of every case (``NoBackend``), as kselftest's KSFT_SKIP."""
     try:
-        be: Backend = pick_backend(backend)
+        be: SuiteBackend = pick_backend(backend)
     except BackendUnavailable as e:
         be = NoBackend(str(e))
     try:
@@ -61,7 +76,7 @@ def main(*, backend: str = "auto", fmt: str = "text", output: str | None = None,
         be.close()
 
 
-def _run(be: Backend, fmt: str, output: str | None, chosen: Sequence[Suite],
+def _run(be: SuiteBackend, fmt: str, output: str | None, chosen: Sequence[Suite],
          list_only: bool) -> int:
     if list_only:
         sys.stdout.write("".join(f"{s.name}/{c.name}\n" for s in chosen for c in s.cases))
@@ -92,5 +107,5 @@ def _run(be: Backend, fmt: str, output: str | None, chosen: Sequence[Suite],
     return exit_status(results)
 
 
-__all__ = ["CaseResult", "Outcome", "Report", "Suite", "all_suites", "main", "run_suites",
-           "select"]
+__all__ = ["CaseResult", "Outcome", "Report", "Suite", "all_suites", "main", "pick_backend",
+           "run_suites", "select"]

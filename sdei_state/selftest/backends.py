@@ -16,11 +16,11 @@ from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from .core import BackendUnavailable, Suite
+from .core import Suite
 
 if TYPE_CHECKING:
-    from ..guest.builder import GuestProgram
     from .host import Engine
+    from .programs.program import GuestProgram
 
 FEATURES: Final = MappingProxyType({
     "kvm": "real arm64 KVM",
@@ -29,7 +29,7 @@ FEATURES: Final = MappingProxyType({
 })
 
 
-class Backend(Protocol):
+class SuiteBackend(Protocol):
     name: str
     kind: str
     """``sim`` or ``kvm``."""
@@ -88,24 +88,9 @@ class SimBackend:
 
     def engine(self, programs: Sequence[GuestProgram], *, in_kernel: bool = False) -> Engine:
         from ..vcpu.sim import SimVm
-        from .host import SimEngine
+        from .sim_engine import SimEngine
 
         return SimEngine(programs, vm=SimVm(len(programs)))
 
     def close(self) -> None:
         pass
-
-
-def pick_backend(choice: str) -> Backend:
-    """``auto``: arm64 KVM if it can be used here, else the simulated vCPU. ``kvm`` where
-    it cannot be used raises ``BackendUnavailable`` with the reason."""
-    if choice == "sim":
-        return SimBackend("--backend sim was asked for")
-    from .kvm_backend import probe_kvm
-
-    kvm, why = probe_kvm()
-    if kvm is not None:
-        return kvm
-    if choice == "kvm":
-        raise BackendUnavailable(f"--backend kvm: {why}")
-    return SimBackend(why)

@@ -21,9 +21,7 @@ from functools import partial
 from typing import Any, Final
 
 from ..errors import RegError, RestoreError
-from ..guest.builder import GuestProgram
 from ..guest.doorbell import BellKind
-from ..guest.programs import psci_version_call
 from ..kvm import Cap, Kvm, MmioExit, Vcpu, VcpuFeature
 from ..kvm.arm64 import (
     KVM_REG_SIZE_MASK,
@@ -47,6 +45,8 @@ from ..regs.ids import describe
 from ..regs.sdei import VCPU_STATE_ID
 from ..vcpu.transport import RegTransport
 from .core import Case, CheckFailed, Skip, Suite, expect_eq
+from .programs.catalog import psci_version_call
+from .programs.program import GuestProgram
 
 
 def name(reg_id: int) -> str:

@@ -18,13 +18,13 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import KvmError, SdeiStateError
-from .backends import Backend, first_missing
+from .backends import SuiteBackend, first_missing
 from .core import Suite
 
 if TYPE_CHECKING:
-    from ..guest.builder import GuestProgram
     from ..kvm import Kvm
     from .host import Engine
+    from .programs.program import GuestProgram
 
 NO_FILTER = ("KVM_ARM_VM_SMCCC_FILTER not supported by this kernel (Linux 6.4+ needed): "
              "KVM_HAS_DEVICE_ATTR gave {err}")
@@ -66,7 +66,7 @@ class KvmBackend:
         self.kvm.close()
 
 
-def probe_kvm() -> tuple[Backend | None, str]:
+def probe_kvm() -> tuple[SuiteBackend | None, str]:
     """(backend, "") when arm64 KVM is usable, else (None, the reason)."""
     machine = platform.machine()
     if machine not in ("aarch64", "arm64"):

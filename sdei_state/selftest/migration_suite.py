@@ -17,13 +17,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ..guest.builder import EP_ARG_BASE, HANDLER_FILL_BASE, IDLE_X
 from ..guest.doorbell import BellKind
-from ..guest.programs import PROGRAMS
 from ..regs import firmware
 from ..regs import sdei as sdei_regs
 from ..state import HandlerState, handler_entry_pstate
 from .core import Case, CheckFailed, Suite, expect_eq
+from .programs.catalog import PROGRAMS
+from .programs.program import EP_ARG_BASE, HANDLER_FILL_BASE, IDLE_X
 from .scenarios import MigrateStep, RunStep, ScenarioRun, at_bell, checked, single
 from .sdei_suites import (
     IDLE_PSTATE,

@@ -2,11 +2,10 @@
 
 ``KvmEngine`` is the userspace path of DESIGN section 1: one VM, one memslot per vCPU holding
 that vCPU's program, the SMCCC filter forwarding the SDEI range, and ``SdeiProvider`` serving
-every call and making every dispatch, injection and completion through ONE_REG. It follows the
-host loop of docs/guest.md step by step: a doorbell store is completed at once (one
-``KVM_RUN`` with ``immediate_exit``) so a dispatch never has KVM's pending PC increment
-applied to a handler's entry point, and so the state at every stop equals the simulator's,
-whose MMIO exits are already completed.
+every call and making every dispatch, injection and completion through ONE_REG. The driver's
+VMM loop (``vmm.VcpuLoop``) completes a doorbell store at once (one ``KVM_RUN`` with
+``immediate_exit``), so a dispatch never has KVM's pending PC increment applied to a handler's
+entry point, and the state at every stop equals the simulated guest's.
 
 ``InKernelEngine`` runs the same programs on a kernel that implements the section 4 ABI
 itself: no filter, no provider; the kernel serves the calls and dispatches, the host only
@@ -14,47 +13,35 @@ sees the doorbells, injects through the PENDING bit of ``SDEI_EVENT_STATE`` and 
 SDEI registers to compare them with the model. Upstream kernels have no such implementation;
 the engine exists so the suite runs unchanged on one that does.
 
-``run_on_kvm(kvm, program)`` is ``simulate(program)`` on real KVM. Both engines can migrate
-themselves (``migrate``): save every register of every vCPU with
+``run_on_kvm(kvm, program)`` is ``host.simulate(program)`` on real KVM. Both engines can
+migrate themselves (``migrate``): save every register of every vCPU with
 ``sdei_state.migration.save_vm``, build a new VM the same way, restore with ``restore_vm``,
 copy guest memory, and close the old VM.
 """
 
 from __future__ import annotations
 
-import errno
 import time
 from collections.abc import Sequence
 from typing import Protocol, Self
 
 from ..cpu import CpuRegs
-from ..errors import KvmError
 from ..events import Event, by_number
 from ..guest.asm import Image
-from ..guest.builder import GuestProgram
 from ..guest.layout import Layout
-from ..guest.sim import Dispatched, Injected, Served, TraceItem
-from ..kvm import HypercallExit, Kvm, MmioExit, Vcpu, VcpuFeature, Vm
+from ..kvm import Kvm, Vcpu, VcpuFeature, Vm
 from ..kvm.arm64 import REG_PC
 from ..machine import Machine
 from ..migration import restore_vm, save_vm
-from ..provider import SdeiProvider
 from ..regs import sdei as sdei_regs
+from ..spec import in_sdei_block
 from ..state import VcpuState
+from ..vcpu.kvm_cpu import KvmCpu
 from ..vcpu.transport import RegTransport
-from .host import (
-    Driver,
-    HostError,
-    HvcStop,
-    Migration,
-    MmioStop,
-    Stop,
-    VcpuRun,
-    forwarded,
-    model_dispatch,
-    read_pc_and_args,
-    served,
-)
+from ..vmm import ModelServer, SdeiProvider
+from .host import Driver, Migration
+from .programs.program import GuestProgram
+from .trace import Dispatched, Injected, Served, TraceItem, VcpuRun
 
 _REGISTERED = 1 << 0
 _PENDING = 1 << 3
@@ -73,7 +60,9 @@ class Loadable(Protocol):
     def entry(self) -> int: ...
 
 
-def _new_vm(kvm: Kvm, programs: Sequence[Loadable], load: bool) -> tuple[Vm, list[Vcpu]]:
+def new_vm(kvm: Kvm, programs: Sequence[Loadable], load: bool) -> tuple[Vm, list[Vcpu]]:
+    """A VM with memslot ``i`` and vCPU ``i`` for ``programs[i]`` (loaded, PC at its entry,
+    when ``load``); closed again if any step fails."""
     vm = kvm.create_vm()
     try:
         for i, p in enumerate(programs):
@@ -93,21 +82,6 @@ def _new_vm(kvm: Kvm, programs: Sequence[Loadable], load: bool) -> tuple[Vm, lis
     return vm, vcpus
 
 
-def _complete_mmio(vcpu: Vcpu) -> None:
-    """Let KVM finish the doorbell store (PC past it) without entering the guest."""
-    run = vcpu.kvm_run
-    run.immediate_exit = 1
-    try:
-        vcpu.run()
-    except KvmError as e:
-        if e.errno != errno.EINTR:
-            raise
-    else:
-        raise HostError("KVM_RUN with immediate_exit entered the guest")
-    finally:
-        run.immediate_exit = 0
-
-
 class _KvmBase:
     """What both KVM engines share: the VM, its vCPUs, entering and memory."""
 
@@ -117,36 +91,14 @@ class _KvmBase:
         self.kvm = kvm
         self.programs = tuple(programs)
         self.nr_vcpus = len(self.programs)
-        self.vm, self.vcpus = _new_vm(kvm, self.programs, load)
-        self._last: list[HypercallExit | None] = [None] * self.nr_vcpus
+        self.vm, self.vcpus = new_vm(kvm, self.programs, load)
+        self.cpus = [KvmCpu(v) for v in self.vcpus]
+
+    def vcpu(self, i: int) -> Vcpu:
+        return self.vcpus[i]
 
     def cpu(self, i: int) -> CpuRegs:
-        return self.vcpus[i].cpu
-
-    def program(self, i: int) -> GuestProgram:
-        p = self.programs[i]
-        if not isinstance(p, GuestProgram):
-            raise HostError(f"vCPU {i} runs an image without call sites; it cannot be traced")
-        return p
-
-    def enter(self, i: int) -> Stop:
-        vcpu = self.vcpus[i]
-        while True:
-            try:
-                ex = vcpu.run()
-            except KvmError as e:
-                if e.errno == errno.EINTR:  # a stray signal: nothing happened, go again
-                    continue
-                raise
-            break
-        if isinstance(ex, HypercallExit):
-            self._last[i] = ex
-            return HvcStop(ex.nr)
-        if isinstance(ex, MmioExit) and ex.is_write:
-            _complete_mmio(vcpu)
-            return MmioStop(ex.phys_addr, ex.value, len(ex.data))
-        pc = vcpu.get_reg(REG_PC)
-        raise HostError(f"vCPU {i}: unexpected exit {ex!r} at pc {pc:#x}")
+        return self.cpus[i]
 
     def memory(self, i: int) -> bytes:
         mem = self.vm.memory[i]
@@ -191,7 +143,8 @@ class KvmEngine(_KvmBase):
         try:
             self.provider = SdeiProvider(self.nr_vcpus)
             self.provider.install(self.vm)
-            self.views = [self.provider.attach(i, v) for i, v in enumerate(self.vcpus)]
+            self.views = [self.provider.attach(i, v, c)
+                          for i, (v, c) in enumerate(zip(self.vcpus, self.cpus, strict=True))]
         except BaseException:
             self.vm.close()
             raise
@@ -200,21 +153,9 @@ class KvmEngine(_KvmBase):
     def machine(self) -> Machine:
         return self.provider.machine
 
-    def dispatch(self, i: int) -> Dispatched | None:
-        return model_dispatch(self.provider.machine, i, self.vcpus[i].cpu,
-                              self.provider.before_run)
-
-    def serve(self, i: int) -> Served:
-        ex = self._last[i]
-        if ex is None:
-            raise HostError(f"vCPU {i}: no hypercall exit to serve")
-        pa = read_pc_and_args(self.vcpus[i].cpu)
-        out = self.provider.handle_exit(i, ex)
-        if out is None:
-            raise HostError(f"vCPU {i}: the provider did not take hypercall {ex.nr:#x} "
-                            "(outside the SDEI range the filter forwards)")
-        self._last[i] = None
-        return served(self.program(i), out.function_id, pa, out.ret, out.completed)
+    @property
+    def server(self) -> ModelServer:
+        return self.provider
 
     def inject(self, i: int, number: int) -> bool:
         return self.provider.inject(i, number)
@@ -223,7 +164,8 @@ class KvmEngine(_KvmBase):
         return self.provider.machine.deliverable(i)
 
     def sees(self, item: TraceItem) -> bool:
-        return not isinstance(item, Served) or forwarded(item.function_id)
+        # The SMCCC filter forwards the SDEI block; KVM answers every other call itself.
+        return not isinstance(item, Served) or in_sdei_block(item.function_id)
 
     def transports(self) -> list[RegTransport]:
         return list(self.views)
@@ -245,13 +187,9 @@ class InKernelEngine(_KvmBase):
         ids = sdei_regs.SDEI_REG_IDS
         return dict(zip(ids, self.vcpus[i].get_regs(ids), strict=True))
 
-    def dispatch(self, i: int) -> Dispatched | None:
-        return None  # the kernel dispatches on entry; the host cannot see it
-
-    def serve(self, i: int) -> Served:
-        ex = self._last[i]
-        raise HostError(f"vCPU {i}: KVM forwarded hypercall {ex.nr if ex else 0:#x} to "
-                        "userspace although no SMCCC filter was installed")
+    @property
+    def server(self) -> None:
+        return None  # the kernel serves and dispatches; the host cannot see it
 
     def inject(self, i: int, number: int) -> bool:
         """Injection through the register ABI: set PENDING in SDEI_EVENT_STATE (refused,
@@ -275,16 +213,11 @@ class InKernelEngine(_KvmBase):
         return isinstance(item, Injected) or not isinstance(item, Served | Dispatched)
 
 
-def lists_sdei(vcpu: RegTransport) -> bool:
-    """True if the kernel lists the SDEI registers itself (in-kernel SDEI)."""
-    return sdei_regs.VCPU_STATE_ID in set(vcpu.reg_list())
-
-
 def run_on_kvm(kvm: Kvm, program: GuestProgram, *, in_kernel: bool = False,
                max_exits: int = 5000) -> VcpuRun:
-    """``guest.sim.simulate(program)`` on real KVM: one vCPU, the program's triggers fired,
-    run until it settles (or stops at a terminal doorbell). Compare the result with
-    ``VcpuRun.of_sim(simulate(program))`` using ``host.compare`` and ``engine.sees``."""
+    """``host.simulate(program)`` on real KVM: one vCPU, the program's triggers fired, run
+    until it settles (or stops at a terminal doorbell). Compare the result with
+    ``simulate(program)`` using ``trace.compare`` and ``engine.sees``."""
     engine: KvmEngine | InKernelEngine = (InKernelEngine if in_kernel else KvmEngine)(
         kvm, [program])
     try:

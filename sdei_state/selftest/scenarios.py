@@ -2,7 +2,7 @@
 
 A ``Scenario`` is the programs of a VM (one per vCPU) and the host's steps: run a vCPU until
 it settles (or until a doorbell), migrate the VM. ``execute`` runs it on the backend's engine;
-the reference run is ``guest.sim.simulate`` for one vCPU (migration steps do not change what
+the reference run is ``host.simulate`` for one vCPU (migration steps do not change what
 the guest must see, so the reference is the uninterrupted run) and the same steps on
 ``SimEngine`` for several. ``run_scenario`` memoizes both per backend, so every case that checks
 one scenario pays for one run; the cases then check the comparison and their spec facts.
@@ -14,13 +14,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..guest.builder import GuestProgram
 from ..guest.doorbell import Bell, BellKind
-from ..guest.sim import Dispatched, Injected, Served, TraceItem, simulate
 from ..machine import Machine
 from ..regs import sdei as sdei_regs
 from .core import CheckFailed
-from .host import Driver, Engine, HostError, Migration, SimEngine, VcpuRun, compare
+from .host import Driver, Engine, HostError, Migration, simulate
+from .programs.program import GuestProgram
+from .sim_engine import SimEngine
+from .trace import Dispatched, Injected, Served, TraceItem, VcpuRun, compare
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +114,7 @@ def reference(scenario: Scenario, programs: Sequence[GuestProgram]) -> tuple[
     """The reference model's run of the scenario, and its machine at the end."""
     if len(programs) == 1:
         m = Machine(1)
-        return (VcpuRun.of_sim(simulate(programs[0], machine=m)),), m
+        return (simulate(programs[0], machine=m),), m
     eng = SimEngine(programs)
     drv, _, _ = execute(eng, programs, [s for s in scenario.steps if isinstance(s, RunStep)])
     return tuple(drv.result(i) for i in range(len(programs))), eng.machine

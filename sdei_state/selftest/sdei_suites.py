@@ -1,7 +1,7 @@
 """SDEI end to end with guest code: the ``sdei-calls``, ``sdei-dispatch`` and
 ``sdei-in-kernel`` suites.
 
-Each case runs a guest program (``sdei_state.guest.programs``) on the backend's engine: on
+Each case runs a guest program (``selftest.programs``) on the backend's engine: on
 the simulated backend the interpreter with the reference ``Machine``; on KVM the real vCPU
 with the userspace provider (or, in ``sdei-in-kernel``, the kernel's own SDEI). Every trace
 item the host sees (each call served, doorbell, injection, dispatch), the whole memslot and
@@ -18,7 +18,13 @@ from typing import Any, Final
 
 from ..cpu import CpuReg
 from ..events import ASYNC_PF, SW_SIGNALED
-from ..guest.builder import (
+from ..guest.doorbell import Bell, BellKind
+from ..guest.layout import PSTATE_OBSERVABLE, Record
+from ..spec import VERSION_1_1_KVM, Function, Ret
+from ..state import HandlerState, handler_entry_pstate
+from .core import Case, Suite, expect_eq
+from .programs.catalog import PROGRAMS, cross_source, cross_target
+from .programs.program import (
     EP_ARG_BASE,
     HANDLER_FILL_BASE,
     IDLE_NZCV,
@@ -26,14 +32,8 @@ from ..guest.builder import (
     CallSite,
     GuestProgram,
 )
-from ..guest.doorbell import Bell, BellKind
-from ..guest.layout import PSTATE_OBSERVABLE, Record
-from ..guest.programs import PROGRAMS, cross_source, cross_target
-from ..guest.sim import Dispatched, Served
-from ..spec import VERSION_1_1_KVM, Function, Ret
-from ..state import HandlerState, handler_entry_pstate
-from .core import Case, Suite, expect_eq
 from .scenarios import RunStep, Scenario, ScenarioRun, checked, single
+from .trace import Dispatched, Served
 
 U64: Final = (1 << 64) - 1
 EV0: Final = SW_SIGNALED.number

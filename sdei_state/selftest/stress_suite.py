@@ -1,11 +1,13 @@
 """The ``stress`` suite: vCPU threads signalling each other, none lost, none taken twice.
 
-A VMM runs one thread per vCPU. Here each vCPU runs ``guest.programs.stress``: it registers
+A VMM runs one thread per vCPU. Here each vCPU runs ``programs.catalog.stress``: it registers
 event 0, then signals every other vCPU round after round, spinning between signals, and its
-handler counts entries in guest memory and checks its entry registers. On KVM each thread
-runs ``SdeiProvider.run(i)`` (dispatch before each entry, SDEI calls served, kicks: a signal
-that makes an event pending on a vCPU inside ``KVM_RUN`` interrupts it with ``SIGUSR1``); on
-the simulated backend each thread runs the interpreter against one shared ``Machine``.
+handler counts entries in guest memory and checks its entry registers. Every thread runs the
+one VMM loop (``vmm.VcpuLoop``: dispatch before each entry, SDEI calls served, kicks). On KVM
+the loops are the provider's, and a signal that makes an event pending on a vCPU inside
+``KVM_RUN`` interrupts it with ``SIGUSR1``; on the simulated backend the loops run
+``GuestVcpu``s against one shared ``Machine`` and a kick is ``immediate_exit`` alone. A
+failure on one vCPU stops the others with ``VcpuLoop.request_stop``.
 
 EVENT_SIGNAL is edge-triggered: a signal that finds event 0 pending merges into it. So the
 accounting is per *pending edge*, each reported by the provider's kick hook (the machine's
@@ -21,14 +23,19 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ..errors import KvmError
 from ..events import SW_SIGNALED
 from ..guest.doorbell import BellKind, parse_mmio
-from ..guest.programs import (
+from ..kvm import Kvm, MmioExit, Vcpu
+from ..kvm.exits import Exit
+from ..machine import Machine
+from ..vmm import GuestVcpu, ModelServer, VcpuLoop
+from .core import Case, CheckFailed, Skip, Suite, expect_eq
+from .programs.catalog import (
     STRESS_BAD_ENTRIES,
     STRESS_BROKEN,
     STRESS_ENTRIES,
@@ -37,9 +44,6 @@ from ..guest.programs import (
     StressProgram,
     stress,
 )
-from ..guest.sim import GuestCpu, HypercallExit, SimError
-from ..machine import Machine
-from .core import Case, CheckFailed, Skip, Suite, expect_eq
 
 
 @dataclass(frozen=True)
@@ -82,10 +86,15 @@ class StressRun:
     seconds: float = 0.0
 
 
-class _Loop:
-    """What every vCPU thread shares: the ready barrier, who is done, failures."""
+class _Threads:
+    """One thread per vCPU, each running its ``VcpuLoop``; what they share: the ready
+    barrier, who is done, failures."""
 
-    def __init__(self, n: int, timeout: float) -> None:
+    def __init__(self, progs: Sequence[StressProgram], loops: Sequence[VcpuLoop],
+                 timeout: float) -> None:
+        n = len(progs)
+        self.progs = progs
+        self.loops = loops
         self.ready = threading.Barrier(n, timeout=timeout)
         self.done = [False] * n
         self.failures: list[str] = []
@@ -93,14 +102,16 @@ class _Loop:
         self.lock = threading.Lock()
 
     def fail(self, i: int, what: str) -> None:
+        """Record a failure and stop every vCPU thread."""
         with self.lock:
             self.failures.append(f"vCPU {i}: {what}")
         self.ready.abort()
+        for lp in self.loops:
+            lp.request_stop()
 
-    def bell(self, i: int, prog: StressProgram, phys: int, data: int | bytes, length: int,
-             write: bool) -> bool:
+    def bell(self, i: int, ex: MmioExit) -> bool:
         """Handle one doorbell of vCPU ``i``; True when its thread should stop."""
-        b = parse_mmio(prog.layout, phys, data, length, write)
+        b = parse_mmio(self.progs[i].layout, ex.phys_addr, ex.data, len(ex.data), ex.is_write)
         if b.kind is BellKind.MAIN_CALL and b.index == 0:
             if b.data:
                 self.fail(i, f"setup calls returned {b.data:#x} (OR of REGISTER, ENABLE, "
@@ -119,24 +130,56 @@ class _Loop:
         self.fail(i, f"doorbell {b}")
         return True
 
+    def body(self, i: int) -> None:
+        """vCPU ``i``'s thread: the VMM loop until done, failed or stopped."""
+        while True:
+            ex: Exit | None = self.loops[i].run()
+            if ex is None:  # another vCPU failed and stopped this one
+                return
+            if not isinstance(ex, MmioExit):
+                self.fail(i, f"unexpected exit {ex!r}")
+                return
+            if self.bell(i, ex):
+                return
 
-def _threads(n: int, body: Callable[[int], None], loop: _Loop, timeout: float) -> None:
-    def wrap(i: int) -> None:
-        try:
-            body(i)
-        except threading.BrokenBarrierError:
-            loop.fail(i, "another vCPU failed before every vCPU was ready")
-        except Exception as e:
-            loop.fail(i, f"{type(e).__name__}: {e}")
+    def run(self) -> float:
+        """Run every thread to its end; the seconds it took."""
+        def wrap(i: int) -> None:
+            try:
+                self.body(i)
+            except threading.BrokenBarrierError:
+                self.fail(i, "another vCPU failed before every vCPU was ready")
+            except Exception as e:
+                self.fail(i, f"{type(e).__name__}: {e}")
 
-    ts = [threading.Thread(target=wrap, args=(i,), name=f"vcpu{i}", daemon=True)
-          for i in range(n)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join(max(1.0, loop.deadline - time.monotonic() + 10))
-        if t.is_alive():
-            loop.fail(int(t.name[4:]), "its thread did not end (stuck in KVM_RUN?)")
+        t0 = time.perf_counter()
+        ts = [threading.Thread(target=wrap, args=(i,), name=f"vcpu{i}", daemon=True)
+              for i in range(len(self.progs))]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(max(1.0, self.deadline - time.monotonic() + 10))
+            if t.is_alive():
+                self.fail(int(t.name[4:]), "its thread did not end (stuck in KVM_RUN?)")
+        return time.perf_counter() - t0
+
+
+def _edges() -> tuple[Counter[int], Any]:
+    """A per-vCPU count of pending edges and the hook that counts one."""
+    edges: Counter[int] = Counter()
+    lock = threading.Lock()
+
+    def on_edge(i: int) -> None:
+        with lock:
+            edges[i] += 1
+
+    return edges, on_edge
+
+
+def _programs(plan: Plan) -> list[StressProgram]:
+    n = plan.nr_vcpus
+    return [stress(i, n, plan.rounds, delay=plan.delay, idle_delay=plan.idle_delay)
+            for i in range(n)]
 
 
 def _collect(out: StressRun, progs: Sequence[StressProgram], mems: Sequence[bytes],
@@ -155,78 +198,61 @@ def _collect(out: StressRun, progs: Sequence[StressProgram], mems: Sequence[byte
 
 
 def run_sim(plan: Plan) -> StressRun:
-    """The stress on simulated vCPUs: one thread per ``GuestCpu``, one shared machine."""
-    n = plan.nr_vcpus
-    progs = [stress(i, n, plan.rounds, delay=plan.delay, idle_delay=plan.idle_delay)
-             for i in range(n)]
-    edges: Counter[int] = Counter()
-    edge_lock = threading.Lock()
+    """The stress on simulated vCPUs: one thread per ``GuestVcpu``, one shared machine; an
+    edge kicks its target's loop (``immediate_exit``: the interpreter takes no signals)."""
+    progs = _programs(plan)
+    edges, on_edge = _edges()
+    loops: list[VcpuLoop] = []
 
     def on_pending(i: int) -> None:
-        with edge_lock:
-            edges[i] += 1
+        on_edge(i)
+        loops[i].kick()
 
-    machine = Machine(n, on_pending=on_pending)
-    cpus = [GuestCpu(p.layout, i, p.image) for i, p in enumerate(progs)]
-    loop = _Loop(n, plan.timeout)
-    t0 = time.perf_counter()
-
-    def body(i: int) -> None:
-        cpu, prog = cpus[i], progs[i]
-        while True:
-            machine.dispatch(i, cpu)
-            try:
-                ex = cpu.run()
-            except SimError as e:
-                loop.fail(i, str(e))
-                return
-            if isinstance(ex, HypercallExit):
-                machine.hvc(i, cpu)
-                continue
-            if loop.bell(i, prog, ex.phys_addr, ex.data, ex.length, True):
-                return
-
-    _threads(n, body, loop, plan.timeout)
-    out = StressRun(plan, failures=loop.failures, seconds=time.perf_counter() - t0)
-    _collect(out, progs, [bytes(c.mem) for c in cpus], machine, edges)
+    machine = Machine(plan.nr_vcpus, on_pending=on_pending)
+    vcpus = [GuestVcpu(p.layout, i, p.image) for i, p in enumerate(progs)]
+    server = ModelServer(machine, [v.cpu for v in vcpus])
+    loops.extend(VcpuLoop(i, v, server) for i, v in enumerate(vcpus))
+    threads = _Threads(progs, loops, plan.timeout)
+    out = StressRun(plan, failures=threads.failures, seconds=threads.run())
+    _collect(out, progs, [v.memory() for v in vcpus], machine, edges)
     return out
 
 
 class _CountingVcpu:
     """A vCPU for the provider that counts the KVM_RUN calls a kick interrupted."""
 
-    def __init__(self, vcpu: Any) -> None:
+    def __init__(self, vcpu: Vcpu) -> None:
         self.vcpu = vcpu
         self.interrupted = 0
         """KVM_RUN calls entered with immediate_exit clear that ended in EINTR: a kick's
-        signal arrived while the vCPU was in KVM_RUN (the provider's own immediate_exit runs,
+        signal arrived while the vCPU was in KVM_RUN (the loop's own immediate_exit runs,
         which complete a doorbell store, are not counted)."""
 
     @property
-    def cpu(self) -> Any:
-        return self.vcpu.cpu
+    def immediate_exit(self) -> bool:
+        return self.vcpu.immediate_exit
 
-    @property
-    def kvm_run(self) -> Any:
-        return self.vcpu.kvm_run
+    @immediate_exit.setter
+    def immediate_exit(self, on: bool) -> None:
+        self.vcpu.immediate_exit = on
 
-    def run(self) -> Any:
-        entered_clear = not self.vcpu.kvm_run.immediate_exit
+    def run(self, immediate_exit: bool = False) -> Exit:
+        entered_clear = not immediate_exit and not self.vcpu.immediate_exit
         try:
-            return self.vcpu.run()
+            return self.vcpu.run(immediate_exit)
         except KvmError as e:
             if e.errno == errno.EINTR and entered_clear:
                 self.interrupted += 1
             raise
 
     def reg_list(self) -> tuple[int, ...]:
-        return tuple(self.vcpu.reg_list())
+        return self.vcpu.reg_list()
 
     def get_reg(self, reg_id: int) -> int:
-        return int(self.vcpu.get_reg(reg_id))
+        return self.vcpu.get_reg(reg_id)
 
     def get_regs(self, reg_ids: Sequence[int]) -> list[int]:
-        return list(self.vcpu.get_regs(reg_ids))
+        return self.vcpu.get_regs(reg_ids)
 
     def set_reg(self, reg_id: int, value: int) -> None:
         self.vcpu.set_reg(reg_id, value)
@@ -235,50 +261,31 @@ class _CountingVcpu:
         self.vcpu.set_regs(items)
 
 
-def run_kvm(kvm: Any, plan: Plan) -> StressRun:
-    """The stress on real vCPUs: one thread per vCPU, each in ``SdeiProvider.run``."""
-    from ..kvm import MmioExit
-    from ..provider import KICK_SIGNAL, SdeiProvider, install_kick_handler
-    from .runner_kvm import _new_vm
+def run_kvm(kvm: Kvm, plan: Plan) -> StressRun:
+    """The stress on real vCPUs: one thread per vCPU, each in its provider loop."""
+    from ..vmm import KICK_SIGNAL, SdeiProvider, install_kick_handler
+    from .runner_kvm import new_vm
 
     if threading.current_thread() is not threading.main_thread():
         raise Skip("the kick signal handler can only be installed from the main thread")
-    n = plan.nr_vcpus
-    progs = [stress(i, n, plan.rounds, delay=plan.delay, idle_delay=plan.idle_delay)
-             for i in range(n)]
-    edges: Counter[int] = Counter()
-    edge_lock = threading.Lock()
-
-    def on_edge(i: int) -> None:
-        with edge_lock:
-            edges[i] += 1
-
-    vm, vcpus = _new_vm(kvm, progs, True)
+    progs = _programs(plan)
+    edges, on_edge = _edges()
+    vm, vcpus = new_vm(kvm, progs, True)
     previous = signal.getsignal(KICK_SIGNAL)
     try:
-        provider = SdeiProvider(n, kick=on_edge)
+        provider = SdeiProvider(plan.nr_vcpus, kick=on_edge)
         provider.install(vm)
         counting = [_CountingVcpu(v) for v in vcpus]
         for i, c in enumerate(counting):
             provider.attach(i, c)
         install_kick_handler()
-        loop = _Loop(n, plan.timeout)
-        t0 = time.perf_counter()
-
-        def body(i: int) -> None:
-            while True:
-                ex = provider.run(i)
-                if not isinstance(ex, MmioExit):
-                    loop.fail(i, f"unexpected exit {ex!r}")
-                    return
-                if loop.bell(i, progs[i], ex.phys_addr, ex.data, len(ex.data), ex.is_write):
-                    return
-
-        _threads(n, body, loop, plan.timeout)
-        out = StressRun(plan, failures=loop.failures, seconds=time.perf_counter() - t0,
+        threads = _Threads(progs, [provider.loop(i) for i in range(plan.nr_vcpus)],
+                           plan.timeout)
+        seconds = threads.run()
+        out = StressRun(plan, failures=threads.failures, seconds=seconds,
                         interrupted=sum(c.interrupted for c in counting))
-        mems = [vm.memory[i].read(0, vm.memory[i].size) for i in range(n)]
-        _collect(out, progs, mems, provider.machine, edges)
+        _collect(out, progs, [vm.memory[i].read(0, vm.memory[i].size)
+                              for i in range(plan.nr_vcpus)], provider.machine, edges)
         return out
     finally:
         signal.signal(KICK_SIGNAL, previous)

@@ -1,9 +1,13 @@
-"""KVM_RUN of a tiny nested guest: PSCI in-kernel, and the SDEI range forwarded to userspace
-by the SMCCC filter (the userspace SDEI path of DESIGN section 1)."""
+"""KVM_RUN of a tiny nested guest: PSCI in-kernel, the SDEI range forwarded to userspace by
+the SMCCC filter (the userspace SDEI path of DESIGN section 1), ``immediate_exit``, and the
+VMM loop stopping a vCPU thread that is inside KVM_RUN."""
 
 from __future__ import annotations
 
 import errno
+import signal
+import threading
+import time
 
 import pytest
 
@@ -11,9 +15,12 @@ from sdei_state.cpu import CpuReg
 from sdei_state.errors import KvmError
 from sdei_state.kvm import HypercallExit, Kvm, MmioExit, SmcccFilterAction, Vcpu
 from sdei_state.kvm.arm64 import REG_PC, REG_SP_EL0, REG_SP_EL1, REG_X
+from sdei_state.kvm.exits import Exit
 from sdei_state.spec import FN_BASE, FN_COUNT, FN_LAST, Function
+from sdei_state.vcpu.kvm_cpu import KvmCpu
+from sdei_state.vmm import KICK_SIGNAL, VcpuLoop, install_kick_handler
 
-from .arm64_support import GPA, MMIO, PSCI_VERSION, Guest, call_then_report, guest, smc
+from .arm64_support import B_SELF, GPA, MMIO, PSCI_VERSION, Guest, call_then_report, guest, smc
 
 PSCI_VERSION_FN = 0x84000000
 SMCCC_RET_NOT_SUPPORTED = (1 << 64) - 1  # -1 in x0
@@ -88,8 +95,51 @@ def test_filter_errors(kvm: Kvm) -> None:
         assert ei.value.errno == errno.EBUSY
 
 
+def test_immediate_exit_completes_the_store_without_entering(kvm: Kvm) -> None:
+    with guest(kvm, call_then_report(PSCI_VERSION_FN)) as g:
+        assert isinstance(g.vcpu.run(), MmioExit)
+        assert g.vcpu.get_reg(REG_PC) == GPA + 5 * 4  # at the store
+        with pytest.raises(KvmError) as ei:
+            g.vcpu.run(immediate_exit=True)
+        assert ei.value.errno == errno.EINTR
+        assert g.vcpu.get_reg(REG_PC) == GPA + 6 * 4  # completed, the guest did not run
+        assert g.vcpu.immediate_exit is False  # set for that call only
+
+
+def test_stop_request_interrupts_a_thread_inside_kvm_run(kvm: Kvm) -> None:
+    """The guest spins forever; the VMM asks the vCPU thread to stop: the kick's signal makes
+    KVM_RUN fail with EINTR and the loop returns None instead of entering again."""
+    previous = signal.getsignal(KICK_SIGNAL)
+    install_kick_handler()
+    try:
+        with guest(kvm, [B_SELF]) as g:
+            loop = VcpuLoop(0, g.vcpu, kick_signal=KICK_SIGNAL)
+            got: list[Exit | BaseException | None] = []
+
+            def body() -> None:
+                try:
+                    got.append(loop.run())
+                except BaseException as e:  # reported below
+                    got.append(e)
+
+            t = threading.Thread(target=body, daemon=True)
+            t.start()
+            deadline = time.monotonic() + 10
+            while not loop.in_run and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.2)  # inside the ioctl by now
+            assert loop.in_run and t.is_alive()
+            loop.request_stop()
+            t.join(30)
+            assert not t.is_alive(), "the vCPU thread did not stop"
+            assert got == [None]
+            assert g.vcpu.get_reg(REG_PC) == GPA  # still spinning where it was
+    finally:
+        signal.signal(KICK_SIGNAL, previous)
+
+
 def test_cpu_regs_on_a_real_vcpu(vcpu: Vcpu) -> None:
-    cpu = vcpu.cpu
+    cpu = KvmCpu(vcpu)
     values = {CpuReg(n): 0x1000 + n for n in range(31)}
     values |= {CpuReg.PC: 0x4000_0000, CpuReg.ELR_EL1: 0x8000_1000, CpuReg.SPSR_EL1: 0x3C5,
                CpuReg.VBAR_EL1: 0xFFFF_0000_0010_0800}

@@ -1,37 +1,40 @@
-"""A pure-Python vCPU for the A64 subset, and a reference run of a guest program on it.
+"""A pure-Python AArch64 CPU for the A64 subset: the simulated guest's interpreter.
 
-``GuestCpu`` executes the words ``a64`` emits, at EL1 with the MMU off, and stops where KVM
-would exit to userspace: at ``hvc``/``smc`` (as KVM_EXIT_HYPERCALL under an SMCCC filter that
-forwards to userspace, PC already past the instruction) and at a store outside the memslot
-(as KVM_EXIT_MMIO, here already completed, i.e. as after a ``KVM_RUN`` with
-``immediate_exit``). It implements ``CpuRegs``, so the reference ``Machine`` serves its calls
-and dispatches into it exactly as the userspace provider does over ONE_REG.
-
-``simulate()`` runs a ``GuestProgram`` that way, injecting the events its triggers ask for,
-and returns the trace (every call served, doorbell, injection and dispatch) and the final
-memory: what the same program must produce on real KVM. It is a test instrument, not an
-emulator: only the subset is known, and anything else raises ``SimError`` or takes the
+``GuestCpu`` executes the words ``a64`` emits, at EL1 with the MMU off and one RAM memslot
+(``Layout``), and stops where KVM would exit to userspace: at ``hvc``/``smc`` (``CallStop``,
+PC already past the instruction, as KVM_EXIT_HYPERCALL under an SMCCC filter that forwards to
+userspace) and at a plain store outside the memslot (``StoreStop``, the store already done and
+PC past it). Anything else the subset does not know raises ``SimError`` or takes the
 "unknown instruction" exception into the program's vectors.
+
+This package knows nothing of SDEI: ``sdei_state.vmm.guest_vcpu`` makes a ``GuestCpu`` look
+like a KVM vCPU (typed exits, ONE_REG-style registers) so the VMM loop and the reference model
+drive it exactly as they drive a real one.
 """
 
 from __future__ import annotations
 
-import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from ..cpu import CpuReg
-from ..machine import Machine, affinity_of
-from ..state import PSTATE_BTYPE, PSTATE_DAIF, PSTATE_IL, PSTATE_MODE_MASK, PSTATE_SS, Mode
 from .a64 import U64_MASK, Index, SysReg
 from .asm import Image
-from .builder import GuestProgram
 from .disasm import Insn, Op, decode_insn
-from .doorbell import Bell, BellError, BellKind
 from .layout import Layout
 
-RESET_PSTATE: Final = int(Mode.EL1H) | PSTATE_DAIF
+# PSTATE bits the interpreter changes (Arm ARM, "Process state, PSTATE"); the SDEI model has
+# its own names for them, which this leaf package must not import.
+_MODE_MASK: Final = 0x1F
+_EL1H: Final = 0b00101
+_EL0T, _EL1T = 0b00000, 0b00100
+_DAIF: Final = 0xF << 6
+_BTYPE: Final = 0b11 << 10
+_IL: Final = 1 << 20
+_SS: Final = 1 << 21
+_MPIDR_RES1: Final = 1 << 31
+
+RESET_PSTATE: Final = _EL1H | _DAIF
 """PSTATE of a vCPU after KVM_ARM_VCPU_INIT: EL1h, D, A, I and F masked."""
 RESET_SCTLR_EL1: Final = 0x00C50078
 """KVM's reset SCTLR_EL1: MMU and alignment checks off, SP alignment check (SA) on."""
@@ -54,8 +57,8 @@ class SimError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class HypercallExit:
-    """``hvc``/``smc`` executed; PC is already past it (as KVM_EXIT_HYPERCALL)."""
+class CallStop:
+    """``hvc``/``smc`` executed; PC is already past it."""
 
     pc: int
     smc: bool
@@ -63,8 +66,8 @@ class HypercallExit:
 
 
 @dataclass(frozen=True, slots=True)
-class MmioExit:
-    """A store outside the memslot at ``insn_pc``; completed, PC is past it."""
+class StoreStop:
+    """A store outside the memslot at ``insn_pc``; already done, PC is past it."""
 
     insn_pc: int
     phys_addr: int
@@ -72,7 +75,8 @@ class MmioExit:
     length: int
 
 
-Exit = HypercallExit | MmioExit
+Stop = CallStop | StoreStop
+"""Where ``GuestCpu.run`` gives control back to its host."""
 
 
 def _add(a: int, b: int, carry: int) -> tuple[int, int]:
@@ -96,9 +100,10 @@ def cond_holds(cond: int, nzcv: int) -> bool:
 class GuestCpu:
     """One simulated vCPU at EL1 with the MMU off and one RAM memslot (``layout``)."""
 
-    def __init__(self, layout: Layout, vcpu: int = 0, image: Image | None = None) -> None:
+    def __init__(self, layout: Layout, image: Image | None = None, *, affinity: int = 0) -> None:
         self.layout = layout
-        self.vcpu = vcpu
+        self.mpidr = _MPIDR_RES1 | affinity
+        """MPIDR_EL1 as ``mrs`` reads it: RES1 bit 31 and the host-given affinity fields."""
         self.mem = bytearray(layout.mem_size)
         self.x = [0] * 31
         self.sp_el0 = 0
@@ -116,43 +121,6 @@ class GuestCpu:
             raise SimError(f"image {image.base:#x}..{image.end:#x} is outside the memslot")
         off = image.base - self.layout.base
         self.mem[off:off + len(image.data)] = image.data
-
-    # -- CpuRegs (what Machine reads and writes) ---------------------------------------------
-
-    def read(self, regs: Sequence[CpuReg]) -> tuple[int, ...]:
-        """``CpuRegs.read``: core registers as KVM names them (``sp`` is SP_EL0)."""
-        return tuple(self._get(r) for r in regs)
-
-    def write(self, values: Mapping[CpuReg, int]) -> None:
-        """``CpuRegs.write``: all values checked first, then written."""
-        for reg, v in values.items():
-            if not 0 <= v <= U64_MASK:
-                raise ValueError(f"{CpuReg(reg).key} = {v!r} is not a u64")
-        for reg, v in values.items():
-            self._set(CpuReg(reg), v)
-
-    def _get(self, r: CpuReg) -> int:
-        if r <= CpuReg.X30:
-            return self.x[r]
-        return {CpuReg.SP: self.sp_el0, CpuReg.PC: self.pc, CpuReg.PSTATE: self.pstate,
-                CpuReg.ELR_EL1: self.sys.get(SysReg.ELR_EL1, 0),
-                CpuReg.SPSR_EL1: self.sys.get(SysReg.SPSR_EL1, 0),
-                CpuReg.VBAR_EL1: self.sys.get(SysReg.VBAR_EL1, 0),
-                CpuReg.SCTLR_EL1: self.sys[SysReg.SCTLR_EL1]}[r]
-
-    def _set(self, r: CpuReg, v: int) -> None:
-        if r <= CpuReg.X30:
-            self.x[r] = v
-        elif r is CpuReg.SP:  # KVM's core register "sp" is SP_EL0; SP_EL1 is separate
-            self.sp_el0 = v
-        elif r is CpuReg.PC:
-            self.pc = v
-        elif r is CpuReg.PSTATE:
-            self.pstate = v
-        else:
-            key = {CpuReg.ELR_EL1: SysReg.ELR_EL1, CpuReg.SPSR_EL1: SysReg.SPSR_EL1,
-                   CpuReg.VBAR_EL1: SysReg.VBAR_EL1, CpuReg.SCTLR_EL1: SysReg.SCTLR_EL1}[r]
-            self.sys[key] = v
 
     # -- registers as instructions see them ----------------------------------------------------
 
@@ -186,13 +154,6 @@ class GuestCpu:
 
     # -- memory ----------------------------------------------------------------------------
 
-    def read_mem(self, addr: int, size: int) -> bytes:
-        """Bytes of guest memory (inside the memslot only)."""
-        if not self.layout.in_memslot(addr, size):
-            raise SimError(f"read of {size} bytes at {addr:#x} outside the memslot")
-        off = addr - self.layout.base
-        return bytes(self.mem[off:off + size])
-
     def _access(self, insn: Insn, addr: int, size: int, base_is_sp: bool) -> bool:
         """Check an access; True if it is RAM, False if MMIO. Raises on what KVM cannot do."""
         if base_is_sp and self.sys[SysReg.SCTLR_EL1] & SCTLR_SA and self.sp % 16:
@@ -220,7 +181,7 @@ class GuestCpu:
 
     # -- execution -------------------------------------------------------------------------
 
-    def run(self, max_steps: int = 100_000) -> Exit:
+    def run(self, max_steps: int = 100_000) -> Stop:
         """Execute until the next exit; SimError if none comes within ``max_steps``."""
         for _ in range(max_steps):
             pc = self.pc
@@ -244,11 +205,11 @@ class GuestCpu:
         self.sys[SysReg.ESR_EL1] = e.ec << 26 | ESR_IL | e.iss
         if e.far is not None:
             self.sys[SysReg.FAR_EL1] = e.far
-        keep = self.pstate & ~(PSTATE_MODE_MASK | PSTATE_SS | PSTATE_IL | PSTATE_BTYPE)
-        self.pstate = keep | PSTATE_DAIF | int(Mode.EL1H)
+        keep = self.pstate & ~(_MODE_MASK | _SS | _IL | _BTYPE)
+        self.pstate = keep | _DAIF | _EL1H
         self.pc = (self.sys.get(SysReg.VBAR_EL1, 0) + (0x200 if from_spx else 0)) & U64_MASK
 
-    def _step(self, pc: int) -> Exit | None:
+    def _step(self, pc: int) -> Stop | None:
         word = self._load(pc, 4)
         insn = decode_insn(word)
         if insn is None:
@@ -268,7 +229,7 @@ class GuestCpu:
             return result
         raise SimError(f"{insn.text(pc)} at {pc:#x} is not simulated")  # pragma: no cover
 
-    # Instruction groups (each returns None, a branch target, or an Exit).
+    # Instruction groups (each returns None, a branch target, or a Stop).
 
     def _movw(self, i: Insn, pc: int) -> None:
         if i.op is Op.MOVZ:
@@ -298,13 +259,13 @@ class GuestCpu:
         else:
             self._w(i.rd, r)
 
-    def _ldst(self, i: Insn, pc: int) -> Exit | None:
+    def _ldst(self, i: Insn, pc: int) -> Stop | None:
         size = 4 if i.op in (Op.LDR_W, Op.STR_W) else 8
         base = self._r_sp(i.rn)
         addr = base if i.index is Index.POST else (base + i.imm) & U64_MASK
         ram = self._access(i, addr, size, i.rn == 31)
         if not ram:
-            return MmioExit(pc, addr, self._r(i.rd) & ((1 << 8 * size) - 1), size)
+            return StoreStop(pc, addr, self._r(i.rd) & ((1 << 8 * size) - 1), size)
         if i.op in (Op.LDR_X, Op.LDR_W):
             self._w(i.rd, self._load(addr, size))
         else:
@@ -353,9 +314,9 @@ class GuestCpu:
             self.x[30] = pc + 4
         return target
 
-    def _exc(self, i: Insn, pc: int) -> Exit | None:
+    def _exc(self, i: Insn, pc: int) -> Stop | None:
         if i.op in (Op.HVC, Op.SMC):
-            return HypercallExit(pc + 4, i.op is Op.SMC, i.imm)
+            return CallStop(pc + 4, i.op is Op.SMC, i.imm)
         if i.op is Op.SVC:
             raise _Exception(EC_SVC64, i.imm)
         raise _Exception(EC_BRK, i.imm)
@@ -366,7 +327,7 @@ class GuestCpu:
             return None
         if op is Op.ERET:
             spsr = self.sys.get(SysReg.SPSR_EL1, 0)
-            if spsr & PSTATE_MODE_MASK not in (Mode.EL0T, Mode.EL1T, Mode.EL1H):
+            if spsr & _MODE_MASK not in (_EL0T, _EL1T, _EL1H):
                 raise SimError(f"eret at {pc:#x} to SPSR_EL1 = {spsr:#x}: not simulated")
             self.pstate = spsr
             return self.sys.get(SysReg.ELR_EL1, 0)
@@ -386,9 +347,9 @@ class GuestCpu:
 
     def _mrs(self, key: int) -> int:
         p = self.pstate
-        special = {SysReg.NZCV: p & NZCV_MASK, SysReg.DAIF: p & PSTATE_DAIF,
+        special = {SysReg.NZCV: p & NZCV_MASK, SysReg.DAIF: p & _DAIF,
                    SysReg.CURRENTEL: p & 0xC, SysReg.SPSEL: p & 1,
-                   SysReg.MPIDR_EL1: 1 << 31 | affinity_of(self.vcpu),
+                   SysReg.MPIDR_EL1: self.mpidr,
                    SysReg.CNTVCT_EL0: self.steps}
         if key == SysReg.SP_EL0:
             return self.sp_el0
@@ -400,7 +361,7 @@ class GuestCpu:
         if key == SysReg.NZCV:
             self.pstate = (self.pstate & ~NZCV_MASK) | (v & NZCV_MASK)
         elif key == SysReg.DAIF:
-            self.pstate = (self.pstate & ~PSTATE_DAIF) | (v & PSTATE_DAIF)
+            self.pstate = (self.pstate & ~_DAIF) | (v & _DAIF)
         elif key == SysReg.SPSEL:
             self.pstate = (self.pstate & ~1) | (v & 1)
         elif key == SysReg.SP_EL0:
@@ -417,7 +378,7 @@ class _Exception(Exception):
         self.ec, self.iss, self.far = ec, iss, far
 
 
-_Exec = Callable[[GuestCpu, Insn, int], "Exit | int | None"]
+_Exec = Callable[[GuestCpu, Insn, int], "Stop | int | None"]
 _EXEC: Final[Mapping[Op, _Exec]] = {
     **dict.fromkeys((Op.MOVZ, Op.MOVK, Op.MOVN), GuestCpu._movw),
     **dict.fromkeys((Op.ORR, Op.AND, Op.EOR), GuestCpu._logic),
@@ -432,112 +393,3 @@ _EXEC: Final[Mapping[Op, _Exec]] = {
     **dict.fromkeys((Op.NOP, Op.ISB, Op.DSB_SY, Op.ERET, Op.MSR_DAIFSET, Op.MSR_DAIFCLR,
                      Op.MSR_SPSEL, Op.MRS, Op.MSR), GuestCpu._system),
 }
-
-
-# -- the reference run ---------------------------------------------------------------------
-
-@dataclass(frozen=True, slots=True)
-class Served:
-    """The host served an SDEI call (KVM_EXIT_HYPERCALL)."""
-
-    site: str | None
-    """``GuestProgram.site_returning_to`` of the exit PC (None: no site of the program)."""
-    function_id: int
-    args: tuple[int, ...]
-    """x1..x5 as read at the exit."""
-    ret: int
-    """Signed x0 as the guest sees it (0 for a completion that resumed a context)."""
-    completed: int | None
-    """Event number whose handler a successful COMPLETE / COMPLETE_AND_RESUME finished."""
-
-
-@dataclass(frozen=True, slots=True)
-class Injected:
-    """The host injected ``event`` (``ok`` False: refused, not registered)."""
-
-    event: int
-    ok: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Dispatched:
-    """The entry check took an event: the vCPU now runs its handler."""
-
-    event: int
-    entry: int
-    interrupted_pc: int
-    interrupted_pstate: int
-
-
-TraceItem = Served | Bell | Injected | Dispatched
-
-
-@dataclass(frozen=True)
-class SimRun:
-    """The outcome of ``simulate``."""
-
-    program: GuestProgram
-    trace: tuple[TraceItem, ...]
-    memory: bytes
-    """The memslot at the end."""
-    cpu: GuestCpu
-    finished: bool
-    """True if the program reached the idle loop with every trigger fired and nothing left to
-    dispatch; False if it stopped at a terminal doorbell (a fault or a failed completion)."""
-
-    def bells(self, kind: BellKind | None = None) -> list[Bell]:
-        """The doorbells rung, optionally of one kind, in order."""
-        return [t for t in self.trace if isinstance(t, Bell) and (kind is None or t.kind is kind)]
-
-    def served(self) -> list[Served]:
-        """The hypercalls served, in order."""
-        return [t for t in self.trace if isinstance(t, Served)]
-
-    def dispatches(self) -> list[Dispatched]:
-        """The dispatches the entry check made, in order."""
-        return [t for t in self.trace if isinstance(t, Dispatched)]
-
-
-def simulate(program: GuestProgram, *, machine: Machine | None = None, vcpu: int = 0,
-             max_exits: int = 5000) -> SimRun:
-    """Run ``program`` on a ``GuestCpu`` with ``machine`` (a fresh one-vCPU ``Machine`` by
-    default) as the userspace SDEI provider: serve every hypercall, run the dispatch check
-    before every entry, fire the program's triggers on their doorbells."""
-    machine = machine if machine is not None else Machine(vcpu + 1)
-    cpu = GuestCpu(program.layout, vcpu, program.image)
-    seen: dict[int, int] = {}
-    fired = [False] * len(program.triggers)
-    trace: list[TraceItem] = []
-    for _ in range(max_exits):
-        interrupted = cpu.pc, cpu.pstate
-        ev = machine.dispatch(vcpu, cpu)
-        if ev is not None:
-            trace.append(Dispatched(ev.number, cpu.pc, *interrupted))
-        exit_ = cpu.run()
-        if isinstance(exit_, HypercallExit):
-            site = program.site_returning_to(exit_.pc)
-            args = cpu.read((CpuReg.X1, CpuReg.X2, CpuReg.X3, CpuReg.X4, CpuReg.X5))
-            out = machine.hvc(vcpu, cpu)
-            trace.append(Served(site, out.function_id, args, out.ret,
-                                out.completed.number if out.completed else None))
-            continue
-        try:
-            bell = program.bell(exit_.phys_addr, exit_.data, exit_.length)
-        except BellError as e:
-            raise SimError(f"store at {exit_.insn_pc:#x}: {e}") from None
-        trace.append(bell)
-        if bell.kind.terminal:
-            return SimRun(program, tuple(trace), bytes(cpu.mem), cpu, False)
-        seen[bell.code] = seen.get(bell.code, 0) + 1
-        for n, t in enumerate(program.triggers):
-            if not fired[n] and t.bell == bell.code and t.occurrence == seen[bell.code]:
-                fired[n] = True
-                trace.append(Injected(t.event, machine.inject(vcpu, t.event)))
-        if bell.kind is BellKind.IDLE and all(fired) and machine.deliverable(vcpu) is None:
-            return SimRun(program, tuple(trace), bytes(cpu.mem), cpu, True)
-    raise SimError(f"program {program.name!r} did not settle within {max_exits} exits")
-
-
-def read_u64(mem: bytes, layout: Layout, addr: int) -> int:
-    """One u64 of a memslot copy."""
-    return int(struct.unpack_from("<Q", mem, addr - layout.base)[0])

@@ -1,5 +1,8 @@
 """``KvmCpu``: the ``sdei_state.cpu.CpuRegs`` interface over ONE_REG ids, batched.
 
+A view over any ``RegTransport`` (a real ``kvm.Vcpu``, the provider's register view), so it
+lives with the transports, not in the bindings.
+
 Mapping (arm64 ids, ``sdei_state.kvm.arm64``):
 
 =========== =============================================================================
@@ -28,8 +31,7 @@ from collections.abc import Mapping, Sequence
 from typing import Final
 
 from ..cpu import CpuReg
-from ..vcpu.transport import RegTransport
-from .arm64 import (
+from ..kvm.arm64 import (
     REG_ELR_EL1,
     REG_PC,
     REG_PSTATE,
@@ -40,6 +42,7 @@ from .arm64 import (
     REG_X,
     sys_reg,
 )
+from .transport import RegTransport
 
 _U64_MAX: Final = (1 << 64) - 1
 REG_SCTLR_EL1: Final = sys_reg(3, 0, 1, 0, 0)

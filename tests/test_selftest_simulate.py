@@ -1,5 +1,6 @@
-"""The selftest programs run on the pure-Python vCPU against the reference model: every
-guest-visible value is what DESIGN section 5 says. Also the simulator's own semantics."""
+"""The selftest programs run on the simulated guest against the reference model (the
+reference run, ``selftest.host.simulate``): every guest-visible value is what DESIGN section 5
+says."""
 
 from __future__ import annotations
 
@@ -9,24 +10,16 @@ import pytest
 
 from sdei_state.cpu import CpuReg
 from sdei_state.events import ASYNC_PF, SW_SIGNALED
-from sdei_state.guest import a64 as A
-from sdei_state.guest import builder as B
-from sdei_state.guest.builder import EP_ARG_BASE, HANDLER_FILL_BASE, IDLE_NZCV, IDLE_X
 from sdei_state.guest.doorbell import Bell, BellKind, bell_code
 from sdei_state.guest.layout import PSTATE_OBSERVABLE, FaultRecord
-from sdei_state.guest.programs import PROGRAMS, self_signal
-from sdei_state.guest.sim import (
-    GuestCpu,
-    HypercallExit,
-    Injected,
-    MmioExit,
-    Served,
-    SimError,
-    cond_holds,
-    simulate,
-)
-from sdei_state.machine import Machine
 from sdei_state.selftest import sdei_suites
+from sdei_state.selftest.host import Driver, HostError, simulate
+from sdei_state.selftest.programs import program as B
+from sdei_state.selftest.programs.builder import build
+from sdei_state.selftest.programs.catalog import PROGRAMS, self_signal
+from sdei_state.selftest.programs.program import EP_ARG_BASE, HANDLER_FILL_BASE, IDLE_NZCV, IDLE_X
+from sdei_state.selftest.sim_engine import SimEngine
+from sdei_state.selftest.trace import Injected, Served, VcpuRun
 from sdei_state.spec import Ret
 from sdei_state.state import HandlerState, handler_entry_pstate
 
@@ -39,6 +32,10 @@ ENTRY_PSTATE: Final = handler_entry_pstate(IDLE_PSTATE) & PSTATE_OBSERVABLE
 
 def u(v: int) -> int:
     return v & U64
+
+
+def _x0_17(run: VcpuRun) -> tuple[int, ...]:
+    return tuple(run.regs[CpuReg(n)] for n in range(18))
 
 
 RUNS: Final = {name: simulate(make()) for name, make in PROGRAMS.items()}
@@ -113,8 +110,7 @@ def test_dispatch_at_idle_and_complete() -> None:
     exit_bell = run.bells(BellKind.HANDLER_EXIT)
     assert exit_bell == [Bell(BellKind.HANDLER_EXIT, 0, 0, 0)]
     # COMPLETE restored the idle context: x0..x17, PC, PSTATE.
-    cpu = run.cpu
-    assert tuple(cpu.x[:18]) == IDLE_X and cpu.pstate == IDLE_PSTATE
+    assert _x0_17(run) == IDLE_X and run.regs[CpuReg.PSTATE] == IDLE_PSTATE
     assert run.bells()[-1] == Bell(BellKind.IDLE, data=IDLE_X[0])
     tail = run.trace[run.trace.index(exit_bell[0]):]
     assert isinstance(tail[1], Served) and tail[1].completed == EV0 and tail[1].ret == 0
@@ -132,7 +128,7 @@ def test_complete_and_resume_enters_the_resume_stub_like_an_exception() -> None:
     assert (rec.sp, rec.count) == (prog.layout.stack_top, 1)
     # Outside the handler: enabled and idle, no context, nothing to complete.
     assert rec.calls == (HandlerState.ENABLED, u(Ret.DENIED), u(Ret.DENIED))
-    assert tuple(run.cpu.x[:18]) == IDLE_X and run.cpu.pstate == IDLE_PSTATE  # after eret
+    assert _x0_17(run) == IDLE_X and run.regs[CpuReg.PSTATE] == IDLE_PSTATE  # after eret
 
 
 def test_self_signal_interrupts_main_right_after_the_call() -> None:
@@ -213,92 +209,27 @@ def test_relative_entry_point_uses_vbar_at_dispatch(name: str, ran: str, idle: s
     assert run.bells(BellKind.MAIN_CALL)[1].data == HandlerState.REGISTERED
 
 
-# -- the simulator itself ------------------------------------------------------------------
-
-def test_guest_cpu_starts_like_a_fresh_kvm_vcpu() -> None:
-    prog = PROGRAMS["calls"]()
-    cpu = GuestCpu(prog.layout, 0, prog.image)
-    assert cpu.pc == prog.entry and cpu.pstate == 0x3C5
-    first = cpu.run()
-    assert isinstance(first, HypercallExit) and first.pc == prog.main_calls[0].return_pc
-    assert cpu.read((CpuReg.X0, CpuReg.VBAR_EL1)) == (0xC400_0020, prog.layout.vectors)
-    assert cpu.sp_el1 == prog.layout.stack_top and cpu.pstate == 0x5  # DAIF cleared
-
-
-def test_undefined_instruction_reaches_the_programs_vector() -> None:
-    prog = PROGRAMS["calls"]()
-    cpu = GuestCpu(prog.layout, 0, prog.image)
-    bad = prog.main_calls[0].hvc
-    off = bad - prog.layout.base
-    cpu.mem[off:off + 4] = bytes(4)  # udf #0
-    exit_ = cpu.run()
-    assert isinstance(exit_, MmioExit)
-    bell = prog.bell(exit_.phys_addr, exit_.data)
-    assert bell == Bell(BellKind.FAULT, index=4, data=1 << 25)  # sync, current EL, SPx
-    fault = prog.fault_record(bytes(cpu.mem))
-    assert (fault.vector, fault.elr_el1, fault.spsr_el1, fault.count) == (
-        prog.symbol("vectors.4"), bad, 0x5, 1)
-
-
-def test_doorbell_must_be_a_plain_store() -> None:
-    prog = PROGRAMS["calls"]()
-    cpu = GuestCpu(prog.layout, 0, prog.image)
-    idle = prog.idle
-    word = A.stp(0, 1, B.MAIN_BELL_REG, 0)
-    off = idle - prog.layout.base
-    cpu.mem[off:off + 4] = word.to_bytes(4, "little")
-    cpu.pc = idle
-    cpu.x[B.MAIN_BELL_REG] = prog.layout.doorbell
-    with pytest.raises(SimError, match="KVM cannot emulate"):
-        cpu.run()
-
-
-@pytest.mark.parametrize(("cond", "nzcv", "holds"), [
-    (A.Cond.EQ, 1 << 30, True), (A.Cond.NE, 1 << 30, False), (A.Cond.CS, 1 << 29, True),
-    (A.Cond.CC, 1 << 29, False), (A.Cond.MI, 1 << 31, True), (A.Cond.PL, 1 << 31, False),
-    (A.Cond.VS, 1 << 28, True), (A.Cond.VC, 0, True), (A.Cond.HI, 1 << 29, True),
-    (A.Cond.HI, 3 << 29, False), (A.Cond.LS, 3 << 29, True), (A.Cond.GE, 9 << 28, True),
-    (A.Cond.LT, 1 << 31, True), (A.Cond.GT, 0, True), (A.Cond.GT, 1 << 30, False),
-    (A.Cond.LE, 1 << 30, True), (A.Cond.AL, 0, True), (A.Cond.NV, 0, True),
-])
-def test_condition_codes(cond: A.Cond, nzcv: int, holds: bool) -> None:
-    assert cond_holds(cond, nzcv) is holds
-
-
-def test_subs_sets_flags_like_the_arm_arm() -> None:
-    from sdei_state.guest.asm import Asm
-    from sdei_state.guest.layout import LAYOUT
-
-    a = Asm(LAYOUT.base)
-    cases = [(0, 1), (1, 1), (1 << 63, 1), (5, 3)]
-    for n, (x, y) in enumerate(cases):
-        a.mov_imm(1, x)
-        a.emit(A.subs_imm(2, 1, y), A.mrs(3, A.SysReg.NZCV), A.hvc(n))
-    cpu = GuestCpu(LAYOUT, 0, a.assemble())
-    got = []
-    for _ in cases:
-        exit_ = cpu.run()
-        assert isinstance(exit_, HypercallExit)
-        got.append((cpu.x[2], cpu.x[3] >> 28))
-    assert got == [(U64, 0b1000), (0, 0b0110), ((1 << 63) - 1, 0b0011), (2, 0b0010)]
-
+# -- the reference run itself ---------------------------------------------------------------
 
 def test_an_injection_of_an_unregistered_event_is_refused_and_recorded() -> None:
     spec = B.ProgramSpec("t", "", (), triggers=(B.Trigger(bell_code(BellKind.IDLE), EV_PF),))
-    run = simulate(B.build(spec))
+    run = simulate(build(spec))
     assert Injected(EV_PF, False) in run.trace and run.finished
 
 
 def test_a_program_that_never_settles_is_reported() -> None:
     spec = B.ProgramSpec("t", "", (), triggers=(B.Trigger(bell_code(BellKind.RESUMED), EV0),))
-    with pytest.raises(SimError, match="program 't' did not settle within 20 exits"):
-        simulate(B.build(spec), max_exits=20)
+    with pytest.raises(HostError, match=r"vCPU 0 \(t\) did not settle within 20 exits"):
+        simulate(build(spec), max_exits=20)
 
 
-def test_simulate_on_another_vcpu_of_a_bigger_vm() -> None:
+def test_the_reference_run_on_another_vcpu_of_a_bigger_vm() -> None:
     # Signalling vCPU 0 from vCPU 2: event 0 is not registered there, so nothing happens.
-    run = simulate(self_signal(), machine=Machine(3), vcpu=2)
-    assert run.finished and not run.dispatches()
-    assert run.bells(BellKind.MAIN_CALL)[3].data == u(Ret.INVALID_PARAMETERS)
-    run = simulate(self_signal(target_mpidr=0x8000_0002), machine=Machine(3), vcpu=2)
-    assert run.finished and [d.event for d in run.dispatches()] == [EV0]
+    for target, dispatched in ((0x8000_0000, []), (0x8000_0002, [EV0])):
+        prog = self_signal(target_mpidr=target)
+        drv = Driver(SimEngine([prog] * 3), [prog] * 3)
+        assert drv.run(2)
+        run = drv.result(2)
+        assert [d.event for d in run.dispatches()] == dispatched
+        if not dispatched:
+            assert run.bells(BellKind.MAIN_CALL)[3].data == u(Ret.INVALID_PARAMETERS)

@@ -11,12 +11,15 @@ from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Final
 
-from ..events import ASYNC_PF, SW_SIGNALED
-from ..machine import affinity_of
-from ..spec import Feature, Function, Info, RegisterFlags
-from . import a64 as A
-from .asm import Asm, Image
-from .builder import (
+from ...events import ASYNC_PF, SW_SIGNALED
+from ...guest import a64 as A
+from ...guest.asm import Asm, Image
+from ...guest.doorbell import BellKind, bell_code
+from ...guest.layout import LAYOUT, Layout
+from ...machine import affinity_of
+from ...spec import Feature, Function, Info, RegisterFlags
+from .builder import build
+from .program import (
     ALT_VECTORS,
     EP_ARG_BASE,
     HANDLER_FILL_BASE,
@@ -40,11 +43,8 @@ from .builder import (
     SetVbar,
     Step,
     Trigger,
-    build,
     handler_label,
 )
-from .doorbell import BellKind, bell_code
-from .layout import LAYOUT, Layout
 
 F = Function
 EV0: Final = SW_SIGNALED.number

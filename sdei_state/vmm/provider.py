@@ -11,33 +11,43 @@ Its state is visible as the DESIGN section 4 registers through ``ProviderVcpu`` 
 ``RegTransport`` over the real vCPU that adds the SDEI block and STD_BMAP bit 1), so save,
 restore and preflight see the same registers as with an in-kernel implementation.
 
+The run loop itself is ``loop.VcpuLoop`` (one per attached vCPU, with this provider as its
+``SdeiServer``); the provider adds the kicks: an event made pending on a vCPU that another
+thread runs interrupts that thread's ``KVM_RUN``. ``ModelServer`` is the same serving for
+vCPUs without a kernel register view (the simulated guest).
+
 Embedding (one thread per vCPU; see docs/vmm-guide.md)::
 
+    install_kick_handler()                  # once, from the main thread
     provider = SdeiProvider(nr_vcpus)
     provider.install(vm)                    # before any vCPU runs
     regs = provider.attach(i, vcpu)         # per vCPU; regs is what save()/restore() use
-    while True:                             # the vCPU thread
-        exit = provider.run(i)              # dispatch, KVM_RUN, serve SDEI exits, kicks
-        ...                                 # every other exit is the VMM's
+    while (exit := provider.run(i)) is not None:    # the vCPU thread
+        ...                                 # every exit that is not SDEI's is the VMM's
+    # None: provider.request_stop(i) was called (from any thread); the vCPU is stopped with
+    # its last MMIO access finished, ready to be saved; provider.run(i) goes on.
 """
 
 from __future__ import annotations
 
 import errno
 import signal
-import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
-from . import spec
-from .cpu import CpuReg, CpuRegs
-from .errors import KvmError, RegError, SdeiStateError
-from .events import Event
-from .machine import CallOutcome, Machine
-from .regs import firmware
-from .state import RESET_STATE
-from .vcpu import sdei_block
-from .vcpu.transport import RegTransport
+from .. import spec
+from ..cpu import CpuReg, CpuRegs
+from ..errors import KvmError, RegError, SdeiStateError
+from ..events import Event
+from ..kvm.arm64 import SmcccFilterAction
+from ..kvm.exits import Exit, HypercallExit
+from ..machine import CallOutcome, Machine
+from ..regs import firmware
+from ..state import RESET_STATE
+from ..vcpu import sdei_block
+from ..vcpu.kvm_cpu import KvmCpu
+from ..vcpu.transport import RegTransport
+from .loop import RunnableVcpu, VcpuLoop
 
 FILTER_BASE: Final = spec.FN_BASE
 FILTER_NR: Final = spec.FN_COUNT
@@ -51,34 +61,60 @@ class ProviderError(SdeiStateError):
     """The provider cannot be used as asked (kernel without the SMCCC filter, misuse)."""
 
 
-class KernelVcpu(RegTransport, Protocol):
-    """What the provider needs of a vCPU: ONE_REG access, its CPU view, and KVM_RUN."""
-
-    @property
-    def cpu(self) -> CpuRegs: ...
-
-    def run(self) -> Any: ...
-
-    @property
-    def kvm_run(self) -> Any: ...
+class KernelVcpu(RegTransport, RunnableVcpu, Protocol):
+    """What the provider needs of a vCPU: ONE_REG access and KVM_RUN (a ``kvm.Vcpu``)."""
 
 
 class SmcccFilterVm(Protocol):
-    def set_smccc_filter(self, base: int, nr_functions: int, action: Any) -> None: ...
+    def set_smccc_filter(self, base: int, nr_functions: int,
+                         action: SmcccFilterAction) -> None: ...
 
 
-class SdeiProvider:
+class ModelServer:
+    """SDEI served by the reference ``Machine`` for vCPUs whose registers it reaches as
+    ``CpuRegs``: the entry check and the calls of the SDEI range (a ``loop.SdeiServer``).
+    ``only_sdei=False`` serves every hypercall (the machine answers NOT_SUPPORTED outside
+    SDEI), for a simulated guest that has no kernel to answer the others."""
+
+    def __init__(self, machine: Machine, cpus: Sequence[CpuRegs] = (), *,
+                 only_sdei: bool = True) -> None:
+        self.machine = machine
+        self._cpus = tuple(cpus)
+        self._only_sdei = only_sdei
+
+    def cpu(self, index: int) -> CpuRegs:
+        """vCPU ``index``'s registers as the model reads and writes them."""
+        return self._cpus[index]
+
+    def before_run(self, index: int) -> Event | None:
+        """The entry check before ``KVM_RUN``: enter the handler of a deliverable event."""
+        return self.machine.dispatch(index, self.cpu(index))
+
+    def handle_exit(self, index: int, exit_: Exit) -> CallOutcome | None:
+        """Serve ``exit_`` if it is an SDEI call (KVM_EXIT_HYPERCALL in the SDEI range);
+        None for any other exit, which stays the VMM's."""
+        if not isinstance(exit_, HypercallExit) or (
+                self._only_sdei and not spec.in_sdei_block(exit_.nr)):
+            return None
+        cpu = self.cpu(index)
+        return self.machine.call(index, exit_.nr, cpu.read(_ARGS), cpu)
+
+
+class SdeiProvider(ModelServer):
     """SDEI for one VM, served in userspace. Thread-safe: one thread per vCPU may call
-    ``run``/``before_run``/``handle_exit`` for its own vCPU while others signal or inject."""
+    ``run`` for its own vCPU while others signal, inject or ask it to stop.
+
+    ``kick_signal`` interrupts a vCPU thread inside ``KVM_RUN`` (``install_kick_handler``
+    must have made it harmless); None kicks with ``immediate_exit`` only."""
 
     def __init__(self, nr_vcpus: int, *, enabled: bool = True,
-                 kick: Callable[[int], None] | None = None) -> None:
-        self.machine = Machine(nr_vcpus, enabled=enabled, on_pending=self._pending)
+                 kick: Callable[[int], None] | None = None,
+                 kick_signal: int | None = KICK_SIGNAL) -> None:
+        super().__init__(Machine(nr_vcpus, enabled=enabled, on_pending=self._pending))
         self._vcpus: list[ProviderVcpu | None] = [None] * nr_vcpus
-        self._threads: list[int | None] = [None] * nr_vcpus
-        self._in_run = [False] * nr_vcpus
-        self._unfinished = [False] * nr_vcpus  # last exit was MMIO: KVM completes it on entry
+        self._loops: list[VcpuLoop | None] = [None] * nr_vcpus
         self._kick_hook = kick
+        self._kick_signal = kick_signal
         self.kicks = 0
         """How many times a vCPU was kicked out of (or kept from entering) KVM_RUN."""
 
@@ -87,8 +123,6 @@ class SdeiProvider:
     def install(self, vm: SmcccFilterVm) -> None:
         """Forward the SDEI function range to userspace (``KVM_SET_DEVICE_ATTR``,
         ``KVM_ARM_VM_SMCCC_CTRL``/``FILTER``). Call before any vCPU of the VM runs."""
-        from .kvm.arm64 import SmcccFilterAction
-
         try:
             vm.set_smccc_filter(FILTER_BASE, FILTER_NR, SmcccFilterAction.FWD_TO_USER)
         except KvmError as e:
@@ -101,15 +135,17 @@ class SdeiProvider:
                     from None
             raise
 
-    def attach(self, index: int, vcpu: KernelVcpu) -> ProviderVcpu:
+    def attach(self, index: int, vcpu: KernelVcpu, cpu: CpuRegs | None = None) -> ProviderVcpu:
         """Serve SDEI for ``vcpu`` as vCPU ``index``; returns its register view (the kernel's
-        registers plus the SDEI block), which is what save/restore should use."""
+        registers plus the SDEI block), which is what save/restore should use. ``cpu`` is the
+        model's view of its registers, by default ``KvmCpu`` over ONE_REG."""
         self.machine._check_vcpu(index)
         if any(rid in sdei_block.IDS for rid in vcpu.reg_list()):
             raise ProviderError(f"vCPU {index}: the kernel lists the SDEI registers itself "
                                 "(in-kernel SDEI); do not also serve SDEI in userspace")
-        pv = ProviderVcpu(self, index, vcpu)
+        pv = ProviderVcpu(self, index, vcpu, KvmCpu(vcpu) if cpu is None else cpu)
         self._vcpus[index] = pv
+        self._loops[index] = VcpuLoop(index, vcpu, self, kick_signal=self._kick_signal)
         return pv
 
     def vcpu(self, index: int) -> ProviderVcpu:
@@ -118,6 +154,16 @@ class SdeiProvider:
             raise ProviderError(f"vCPU {index} is not attached")
         return pv
 
+    def loop(self, index: int) -> VcpuLoop:
+        """vCPU ``index``'s run loop."""
+        lp = self._loops[index]
+        if lp is None:
+            raise ProviderError(f"vCPU {index} is not attached")
+        return lp
+
+    def cpu(self, index: int) -> CpuRegs:
+        return self.vcpu(index).cpu
+
     def reset_vcpu(self, index: int) -> None:
         """The vCPU was reset (PSCI CPU_ON, system reset): SDEI starts over, masked, with
         nothing registered (DEN0054C 6.5: the dispatcher masks a PE at power-up)."""
@@ -125,66 +171,21 @@ class SdeiProvider:
 
     # -- the run loop ---------------------------------------------------------------------
 
-    def before_run(self, index: int) -> Event | None:
-        """The entry check before ``KVM_RUN``: enter the handler of a deliverable event."""
-        return self.machine.dispatch(index, self.vcpu(index).kernel.cpu)
+    def run(self, index: int) -> Exit | None:
+        """Run vCPU ``index`` until an exit that is not SDEI's and return it (``VcpuLoop.run``:
+        dispatch before each entry, SDEI calls served, kicks absorbed); None once
+        ``request_stop(index)`` was called."""
+        return self.loop(index).run()
 
-    def handle_exit(self, index: int, exit_: Any) -> CallOutcome | None:
-        """Serve ``exit_`` if it is an SDEI call (KVM_EXIT_HYPERCALL in the SDEI range);
-        None for any other exit, which stays the VMM's."""
-        from .kvm.exits import HypercallExit
-
-        if not isinstance(exit_, HypercallExit) or not spec.in_sdei_block(exit_.nr):
-            return None
-        cpu = self.vcpu(index).kernel.cpu
-        return self.machine.call(index, exit_.nr, cpu.read(_ARGS), cpu)
+    def request_stop(self, index: int) -> None:
+        """Make ``run(index)`` return None soon (from any thread): kicked out of KVM_RUN,
+        no event lost or taken twice."""
+        self.loop(index).request_stop()
 
     def complete_exit(self, index: int) -> None:
-        """Let KVM finish the instruction of the last MMIO exit without entering the guest.
-
-        After ``KVM_EXIT_MMIO``, PC still points at the load/store; KVM completes it (writes a
-        load's register, adds 4 to PC) at the next ``KVM_RUN``. Rewriting PC before that would
-        make the handler start one instruction late, and a saved PC would replay the access.
-        So before a dispatch, and before saving a stopped vCPU, run once with
-        ``immediate_exit = 1``: KVM completes the access and returns EINTR at once."""
-        if not self._unfinished[index]:
-            return
-        kernel = self.vcpu(index).kernel
-        kernel.kvm_run.immediate_exit = 1
-        try:
-            kernel.run()
-        except KvmError as e:
-            if e.errno != errno.EINTR:
-                raise
-        finally:
-            kernel.kvm_run.immediate_exit = 0
-        self._unfinished[index] = False
-
-    def run(self, index: int) -> Any:
-        """Run vCPU ``index`` until an exit that is not SDEI's: dispatch before each entry,
-        serve SDEI calls, and re-enter after a kick. Returns the VMM's exit (answer an MMIO
-        read with the vCPU's ``set_mmio_data`` before calling ``run`` again)."""
-        from .kvm.exits import MmioExit
-
-        pv = self.vcpu(index)
-        self._threads[index] = threading.get_ident()
-        while True:
-            self.complete_exit(index)
-            run = pv.kernel.kvm_run
-            run.immediate_exit = 0
-            self.before_run(index)  # after clearing: a pending edge set later kicks again
-            self._in_run[index] = True
-            try:
-                exit_ = pv.kernel.run()
-            except KvmError as e:
-                if e.errno != errno.EINTR:
-                    raise
-                continue  # kicked: take the new event at the next entry
-            finally:
-                self._in_run[index] = False
-            if self.handle_exit(index, exit_) is None:
-                self._unfinished[index] = isinstance(exit_, MmioExit)
-                return exit_
+        """Finish the access of the last MMIO exit without entering the guest (before saving
+        a vCPU that ``run`` returned from; see ``VcpuLoop.finish``)."""
+        self.loop(index).finish()
 
     # -- signals and injection ------------------------------------------------------------
 
@@ -193,19 +194,13 @@ class SdeiProvider:
         return self.machine.inject(index, number)
 
     def _pending(self, index: int) -> None:
-        """An event became pending on ``index``: make its thread pass the entry check soon.
-        ``immediate_exit`` covers the window before KVM_RUN; the signal interrupts a running
-        KVM_RUN (EINTR). The caller's own vCPU needs no kick: it re-enters through run()."""
-        pv = self._vcpus[index]
+        """An event became pending on ``index``: make its thread pass the entry check soon
+        (``VcpuLoop.kick``). The caller's own vCPU needs no kick: it re-enters through run()."""
         if self._kick_hook is not None:
             self._kick_hook(index)
-        tid = self._threads[index]
-        if pv is None or tid is None or tid == threading.get_ident():
-            return
-        pv.kernel.kvm_run.immediate_exit = 1
-        self.kicks += 1
-        if self._in_run[index]:
-            signal.pthread_kill(tid, KICK_SIGNAL)
+        lp = self._loops[index]
+        if lp is not None and lp.kick():
+            self.kicks += 1
 
 
 def install_kick_handler() -> None:
@@ -222,10 +217,13 @@ class ProviderVcpu:
     passes the other bits to the kernel, so the stream equals an in-kernel implementation's.
     """
 
-    def __init__(self, provider: SdeiProvider, index: int, kernel: KernelVcpu) -> None:
+    def __init__(self, provider: SdeiProvider, index: int, kernel: KernelVcpu,
+                 cpu: CpuRegs) -> None:
         self.provider = provider
         self.index = index
         self.kernel = kernel
+        self.cpu = cpu
+        """The model's view of the vCPU's registers (``KvmCpu`` over the kernel's)."""
 
     @property
     def machine(self) -> Machine:

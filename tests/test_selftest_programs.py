@@ -7,17 +7,18 @@ from __future__ import annotations
 
 from typing import Final
 
+import binutils
 import pytest
 
 from sdei_state.events import ASYNC_PF, SW_SIGNALED
 from sdei_state.guest import a64 as A
-from sdei_state.guest import binutils
-from sdei_state.guest import builder as B
-from sdei_state.guest.builder import GuestProgram
 from sdei_state.guest.disasm import BRANCHES, Op, decode, decode_insn
 from sdei_state.guest.doorbell import BellKind, bell_code
 from sdei_state.guest.layout import LAYOUT, MAX_MAIN_CALLS
-from sdei_state.guest.programs import PROGRAMS
+from sdei_state.selftest.programs import program as B
+from sdei_state.selftest.programs.builder import build
+from sdei_state.selftest.programs.catalog import PROGRAMS
+from sdei_state.selftest.programs.program import GuestProgram
 from sdei_state.spec import Function, RegisterFlags
 
 BUILT: Final = {name: make() for name, make in PROGRAMS.items()}
@@ -179,23 +180,23 @@ def _spec(**kw: object) -> B.ProgramSpec:
 
 
 @pytest.mark.parametrize(("make", "message"), [
-    (lambda: B.build(_spec(handlers=tuple(B.Handler(f"h{n}", 0) for n in range(5)))),
+    (lambda: build(_spec(handlers=tuple(B.Handler(f"h{n}", 0) for n in range(5)))),
      "program 't', handlers: 5 handlers, at most 4"),
-    (lambda: B.build(_spec(handlers=(B.Handler("h", 0), B.Handler("h", 0)))),
+    (lambda: build(_spec(handlers=(B.Handler("h", 0), B.Handler("h", 0)))),
      "two handlers share a name"),
-    (lambda: B.build(_spec(handlers=(B.Handler("h", 0, (B.Fill(15, (1, 2)),)),))),
+    (lambda: build(_spec(handlers=(B.Handler("h", 0, (B.Fill(15, (1, 2)),)),))),
      "handler 'h' step 0: Fill x15..x16 outside x0..x15"),
-    (lambda: B.build(_spec(main=(B.Fill(26, (1, 2)),))),
+    (lambda: build(_spec(main=(B.Fill(26, (1, 2)),))),
      "main step 0: Fill x26..x27 outside x0..x26"),
-    (lambda: B.build(_spec(main=(B.Fill(3, ()),))), "main step 0: Fill with no values"),
-    (lambda: B.build(_spec(main=(B.Fill(3, (1 << 64,)),))),
+    (lambda: build(_spec(main=(B.Fill(3, ()),))), "main step 0: Fill with no values"),
+    (lambda: build(_spec(main=(B.Fill(3, (1 << 64,)),))),
      "program 't', assembly: mov_imm64: value = 0x10000000000000000 does not fit 64 bits"),
-    (lambda: B.build(_spec(main=(B.SetVbar("nowhere"),))), "undefined label 'nowhere'"),
-    (lambda: B.build(_spec(main=(B.Call(0xC4000020, (B.Addr("nowhere"),)),))),
+    (lambda: build(_spec(main=(B.SetVbar("nowhere"),))), "undefined label 'nowhere'"),
+    (lambda: build(_spec(main=(B.Call(0xC4000020, (B.Addr("nowhere"),)),))),
      "program 't', assembly: undefined label 'nowhere'"),
-    (lambda: B.build(_spec(main=(B.Call(0xC4000020),) * (MAX_MAIN_CALLS + 1))),
+    (lambda: build(_spec(main=(B.Call(0xC4000020),) * (MAX_MAIN_CALLS + 1))),
      "main step 128: more than 128 main calls"),
-    (lambda: B.build(_spec(main=(B.Fill(0, (0x1234_5678_9ABC_DEF0,) * 27),) * 30)),
+    (lambda: build(_spec(main=(B.Fill(0, (0x1234_5678_9ABC_DEF0,) * 27),) * 30)),
      "org 0x40002000 for vectors: already at"),
     (lambda: B.Call(0xC4000020, (1, 2, 3, 4, 5, 6)), "VERSION: 6 arguments, at most 5"),
     (lambda: B.Call(0xC4000020, ("1",)),  # type: ignore[arg-type]
