@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sdei_state.cli import main
-from sdei_state.migration import save_vm
+from sdei_state.migration import Blob, save_vm
 from sdei_state.regs import sdei
 from sdei_state.spec import Function
 from sdei_state.vcpu.sim import SimVm
@@ -79,7 +79,9 @@ def test_blob_show_diff_preflight(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert rc == 0 and "2 vCPU(s), 91 registers each" in out
     assert "SDEI_EVENT_STATE(0)" in out and "REGISTERED|ENABLED|RUNNING" in out
     rc, out, _ = run(capsys, "blob", "show", str(busy), "--json")
-    assert rc == 0 and json.loads(out)["names"]["0x6030000000140100"] == "SDEI_VCPU_STATE"
+    shown = json.loads(out)
+    assert rc == 0 and Blob.from_json(out) == Blob.from_bytes(busy.read_bytes())
+    assert shown["format"] == "sdei-state/blob/1" and "0x6030000000140100" in shown["registers"]
     rc, out, _ = run(capsys, "blob", "diff", str(idle), str(idle))
     assert rc == 0 and out.strip() == "identical"
     rc, out, _ = run(capsys, "blob", "diff", str(idle), str(busy), "--json")
@@ -107,8 +109,9 @@ def test_blob_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert rc == 2 and "No such file" in err
     good_path = tmp_path / "good.blob"
     rc, _, err = run(capsys, "blob", "preflight", str(good_path), "--vcpus", "-1")
-    assert rc == 2 and err == ("sdei-state: --vcpus -1: a destination needs at least one "
-                               "vCPU (0 means as many as the blob)\n")
+    assert rc == 2 and err == ("sdei-state: blob preflight: argument --vcpus: '-1' is not an "
+                               "integer 0..4096 (0: as many as the blob) (see sdei-state blob "
+                               "preflight --help)\n")
     rc, _, err = run(capsys, "blob", "preflight", str(good_path), "--host", "nope")
     assert rc == 2 and err.startswith("sdei-state: --host 'nope': one of 6.12")
 
@@ -117,18 +120,21 @@ def test_replay_from_stdin_and_errors(monkeypatch: pytest.MonkeyPatch,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     import io
 
+    def stdin(text: str) -> io.TextIOWrapper:
+        return io.TextIOWrapper(io.BytesIO(text.encode()))
+
     doc = {"format": "sdei-state/scenario/1", "vcpus": 1,
            "steps": [{"vcpu": 0, "call": "VERSION"}]}
-    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(doc)))
+    monkeypatch.setattr("sys.stdin", stdin(json.dumps(doc)))
     rc, out, _ = run(capsys, "replay", "-")
     result = json.loads(out)
     assert rc == 0 and result["steps"] == [{"x0": 0x0001_0001_564B_CAA9, "x1": 0, "x2": 0,
                                             "x3": 0}]
     doc["steps"] = [{"vcpu": 3, "call": "VERSION"}]
-    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(doc)))
+    monkeypatch.setattr("sys.stdin", stdin(json.dumps(doc)))
     rc, out, err = run(capsys, "replay", "-")
     assert rc == 2 and out == "" and err == "sdei-state: step 0: vcpu 3 out of range 0..0\n"
-    monkeypatch.setattr("sys.stdin", io.StringIO("{not json"))
+    monkeypatch.setattr("sys.stdin", stdin("{not json"))
     rc, _, err = run(capsys, "replay", "-")
     assert rc == 2 and err.startswith("sdei-state: stdin: bad JSON at line 1")
 
