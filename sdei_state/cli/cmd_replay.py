@@ -7,13 +7,17 @@ import argparse
 from typing import Any
 
 from ..state import U64_MAX
-from .common import MAX_STEPS, MAX_VCPUS, dump, int_arg, read_text, source_name
+from .common import MAX_STEPS, MAX_VCPUS, UserError, dump, int_arg, read_text, source_name
 
 
 def cmd_replay(a: argparse.Namespace) -> int:
     from .. import scenario
 
     doc = scenario.load(read_text(a.file), source_name(a.file))
+    n = doc.get("vcpus") if isinstance(doc, dict) else None
+    if type(n) is int and n > MAX_VCPUS:  # before the simulated VM allocates anything
+        raise UserError(f"{source_name(a.file)}: 'vcpus' is {n}; replay simulates at most "
+                        f"{MAX_VCPUS} vCPUs")
     dump(scenario.run(doc))
     return 0
 
@@ -30,7 +34,8 @@ def add_parser(sub: Any) -> None:
         "replay", help="run a scenario (JSON) on simulated vCPUs; print the result as JSON",
         description="Run a scenario on simulated vCPUs and print the result document (every "
                     "step's x0-x3, the final state of every vCPU) as JSON.",
-        epilog="exit status: 0 replayed, 2 the scenario is unusable (one line names the step)")
+        epilog="exit status: 0 replayed, 2 the scenario is unusable (one line names the step) "
+               f"or has more than {MAX_VCPUS} vCPUs")
     s.add_argument("file", help="scenario file (UTF-8 JSON, at most 16 MiB), or - for stdin")
     s.set_defaults(func=cmd_replay)
 
