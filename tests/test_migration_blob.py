@@ -498,8 +498,9 @@ def _doc(**change: object) -> str:
     ('{"a": -' + "9" * 5000 + "}", "an integer of 5000 digits"),
     ('{"a": ' * 100_000 + "}" * 100_000, "nested too deeply"),
     ("[" * 100_000, "nested too deeply"),
-    (b"\xff\xfe\x00{", "not valid JSON"),
-    (b'{"format": "\xff"}', "not valid JSON"),
+    (b"\xff\xfe\x00{", "not UTF-8: byte 0xff at offset 0"),
+    (b'{"format": "\xff"}', "not UTF-8: byte 0xff at offset 12"),
+    ('{"a": 1}'.encode("utf-16"), "not UTF-8"),
     ("", "not valid JSON"),
 ])
 def test_json_input_is_refused_with_a_typed_error(text: str | bytes, message: str) -> None:

@@ -100,13 +100,20 @@ def _reg_id(index: int, value: object) -> int:
 
 
 def loads(text: str | bytes) -> object:
-    """Decode JSON text within the limits above; ``BlobError`` otherwise."""
+    """Decode JSON text (bytes: UTF-8, as RFC 8259 requires) within the limits above;
+    ``BlobError`` otherwise."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise BlobError(f"JSON blob is not UTF-8: byte {text[e.start]:#04x} at offset "
+                            f"{e.start}") from None
     try:
         return json.loads(text, parse_int=_int, parse_constant=_constant,
                           object_pairs_hook=_object)
     except RecursionError:
         raise BlobError("JSON blob is nested too deeply (a blob nests 3 levels)") from None
-    except ValueError as e:  # also UnicodeDecodeError: bytes that are not UTF-8/16/32
+    except ValueError as e:
         raise BlobError(f"JSON blob is not valid JSON: {e}") from None
 
 
