@@ -300,11 +300,11 @@ def _limits() -> None:
 
 
 def _sample(corpus: list[Case]) -> list[Case]:
-    """The heavy cases (sizes that would allocate or loop without a check) and every 16th."""
+    """The heavy cases (sizes that would allocate or loop without a check) and every 32nd."""
     heavy = ("100000000", "4097", str(10**9), "/dev/zero", "nested", "vcpus-2-20", "5000-digits",
              "vcpus-huge", "big", "x" * 100)
     picked = [c for c in corpus if any(h in a for h in heavy for a in c.argv)]
-    return picked + [c for c in corpus[::16] if c not in picked]
+    return picked + [c for c in corpus[::32] if c not in picked]
 
 
 def test_a_sample_runs_within_5_s_and_200_mb_as_a_subprocess(corpus: list[Case]) -> None:

@@ -26,7 +26,7 @@ KVM's KVM_MAX_VCPUS) with SVE registers takes about 4.5 MiB, one of 4,096 vCPUs 
 registers 2.8 MiB; the library itself has no such limit."""
 MAX_VCPUS: Final = 4096
 """vCPUs of a simulated destination (``blob preflight``): 8x arm64 KVM's KVM_MAX_VCPUS (512),
-about 1.5 s and 40 MB."""
+about 2 s and 30 MB of resident memory."""
 MAX_STEPS: Final = 1_000_000
 """Steps of a generated scenario (``scenario generate``)."""
 MAX_TEXT: Final = 200
