@@ -275,12 +275,37 @@ def run(doc: object) -> dict[str, Any]:
     return Runner(parse(doc)).run()
 
 
+MAX_INT_DIGITS: Final = 24
+"""Longest integer a scenario may hold (u64 needs 20 digits): longer ones are refused unparsed."""
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise ScenarioError(f"duplicate key {key[:40]!r}")
+        seen[key] = value
+    return seen
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ScenarioError(f"integer of {len(text)} digits (at most {MAX_INT_DIGITS})")
+    return int(text)
+
+
 def load(text: str, source: str = "scenario") -> object:
+    """Parse scenario JSON; duplicate keys, over-long integers and nesting deeper than the
+    interpreter can follow are one-line errors, never a traceback."""
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_int=_bounded_int)
     except json.JSONDecodeError as e:
         raise ScenarioError(f"{source}: bad JSON at line {e.lineno} column {e.colno}: "
                             f"{e.msg}") from None
+    except ScenarioError as e:
+        raise ScenarioError(f"{source}: {e}") from None
+    except RecursionError:
+        raise ScenarioError(f"{source}: JSON nested too deeply") from None
 
 
 # -- generated scenarios (for throughput measurement and fuzzing) ---------------------------
