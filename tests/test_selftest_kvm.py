@@ -26,10 +26,10 @@ from sdei_state.guest.programs import PROGRAMS, vcpu_layout
 from sdei_state.guest.sim import Dispatched, GuestCpu, Served, simulate
 from sdei_state.guest.sim import HypercallExit as SimHvc
 from sdei_state.kvm import HypercallExit, MmioExit, SystemEventExit
-from sdei_state.kvm.arm64 import sys_reg
 from sdei_state.kvm.cpu import KvmCpu
 from sdei_state.kvm.exits import ExitReason
 from sdei_state.regs import firmware
+from sdei_state.regs.ids import sys_reg
 from sdei_state.selftest import all_suites
 from sdei_state.selftest.core import CheckFailed, Outcome, run_suites
 from sdei_state.selftest.host import GuestCpuTransport, HostError, VcpuRun, compare, forwarded

@@ -1,6 +1,6 @@
 """``KvmCpu``: the ``sdei_state.cpu.CpuRegs`` interface over ONE_REG ids, batched.
 
-Mapping (arm64 ids, ``sdei_state.kvm.arm64``):
+Mapping (arm64 ids, ``sdei_state.regs.ids``):
 
 =========== =============================================================================
 CpuReg      KVM register
@@ -27,8 +27,7 @@ from collections.abc import Mapping, Sequence
 from typing import Final
 
 from ..cpu import CpuReg
-from ..vcpu.transport import RegTransport
-from .arm64 import (
+from ..regs.ids import (
     REG_ELR_EL1,
     REG_PC,
     REG_PSTATE,
@@ -38,6 +37,7 @@ from .arm64 import (
     REG_VBAR_EL1,
     REG_X,
 )
+from ..vcpu.transport import RegTransport
 
 _U64_MAX: Final = (1 << 64) - 1
 

@@ -35,11 +35,11 @@ from ..guest.builder import GuestProgram
 from ..guest.layout import Layout
 from ..guest.sim import Dispatched, Injected, Served, TraceItem
 from ..kvm import HypercallExit, Kvm, MmioExit, Vcpu, VcpuFeature, Vm
-from ..kvm.arm64 import REG_PC
 from ..machine import Machine
 from ..migration import restore_vm, save_vm
 from ..provider import SdeiProvider
 from ..regs import sdei as sdei_regs
+from ..regs.ids import REG_PC
 from ..state import VcpuState
 from ..vcpu.transport import RegTransport
 from .host import (

@@ -10,7 +10,7 @@ import pytest
 from sdei_state.cpu import CpuReg
 from sdei_state.errors import KvmError
 from sdei_state.kvm import HypercallExit, Kvm, MmioExit, SmcccFilterAction, Vcpu
-from sdei_state.kvm.arm64 import REG_PC, REG_SP_EL0, REG_SP_EL1, REG_X
+from sdei_state.regs.ids import REG_PC, REG_SP_EL0, REG_SP_EL1, REG_X
 from sdei_state.spec import FN_BASE, FN_COUNT, FN_LAST, Function
 
 from .arm64_support import GPA, MMIO, PSCI_VERSION, Guest, call_then_report, guest, smc
