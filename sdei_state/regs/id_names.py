@@ -16,18 +16,7 @@ from ..errors import set_register_namer
 from ..state import U64_MAX
 from . import sysregs
 from .id_codec import (
-    CORE_BY_KEY,
-    FW_FEAT_BMAP_NAMES,
-    FW_NAMES,
-    KVM_ARM64_SVE_NUM_PREGS,
-    KVM_ARM64_SVE_NUM_ZREGS,
-    KVM_REG_ARM64,
     KVM_REG_ARM64_SVE_VLS,
-    KVM_REG_ARM_DEMUX_ID_CCSIDR,
-    CoreRegId,
-    Group,
-    RegSize,
-    SveRegId,
     compose,
     demux_ccsidr,
     fw_feat_bmap_reg,
@@ -38,6 +27,19 @@ from .id_codec import (
     sve_zreg,
     sys_reg,
     try_decode,
+)
+from .id_layout import (
+    CORE_BY_KEY,
+    FW_FEAT_BMAP_NAMES,
+    FW_NAMES,
+    KVM_ARM64_SVE_NUM_PREGS,
+    KVM_ARM64_SVE_NUM_ZREGS,
+    KVM_REG_ARM64,
+    KVM_REG_ARM_DEMUX_ID_CCSIDR,
+    CoreRegId,
+    Group,
+    RegSize,
+    SveRegId,
 )
 from .sdei_block import SLOTS
 
