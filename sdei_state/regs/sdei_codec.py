@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
+from struct import Struct
+from struct import error as StructError
 from typing import Any, Final
 
 from ..events import EVENTS
@@ -168,11 +170,20 @@ def _generate() -> tuple[str, dict[str, Any]]:
     if n_ev:
         lines.append(f"    {', '.join(f'e{i}' for i in range(n_ev))}, = s.events")
     lines.append(f"    {', '.join(f'c{c}' for c in range(len(Priority)))}, = s.contexts")
-    lines.append("    return (" + ", ".join(_state_expr(r) for r in regs) + ",)")
+    exprs = [_state_expr(r) for r in regs]
+    for cls in Priority:  # x0..x17 of a context are consecutive: one starred tuple
+        c = int(cls)
+        first = exprs.index(f"c{c}.x[0]")
+        if exprs[first:first + CONTEXT_R_PC] != [f"c{c}.x[{r}]" for r in range(CONTEXT_R_PC)]:
+            raise AssertionError("a context's x0..x17 must be consecutive registers")
+        exprs[first:first + CONTEXT_R_PC] = [f"*c{c}.x"]
+    lines.append("    return (" + ", ".join(exprs) + ",)")
     # decode: unpack, range check, per-register checks, then build the state
+    # The u64 range (and that every value is an integer) is struct's "Q" check, in C.
+    consts["pack"] = Struct(f"<{len(regs)}Q").pack
+    consts["RangeError"] = StructError
     lines += ["", "def _decode_values(v):", f"    {', '.join(var)}, = v", "    try:",
-              f"        if ({' | '.join(var)}) >> 64:", "            return None",
-              "    except TypeError:", "        return None"]
+              "        pack(*v)", "    except RangeError:", "        return None"]
     tests = [t for reg, x in zip(regs, var, strict=True)
              if (t := _check_expr(x, reg.layout, consts)) is not None]
     lines += ["    if " + " or ".join(f"({t})" for t in tests) + ":", "        return None"]
@@ -203,10 +214,12 @@ def _generate() -> tuple[str, dict[str, Any]]:
         c = int(cls)
         first = pos[_context_reg(cls, 0).id]
         members = [var[pos[_context_reg(cls, r).id]] for r in range(CONTEXT_R_PSTATE + 1)]
-        if [pos[_context_reg(cls, r).id] for r in range(CONTEXT_R_PC)] != list(
-                range(first, first + CONTEXT_R_PC)):
-            raise AssertionError("a context's x0..x17 must be consecutive registers")
-        lines += [f"    if {' | '.join(members)}:", f"        c{c} = new(Context)",
+        if [pos[_context_reg(cls, r).id] for r in range(CONTEXT_R_PSTATE + 1)] != list(
+                range(first, first + CONTEXT_R_PSTATE + 1)):
+            raise AssertionError("a context's 20 registers must be consecutive")
+        consts["ZEROS"] = (0,) * (CONTEXT_R_PSTATE + 1)
+        lines += [f"    if v[{first}:{first + CONTEXT_R_PSTATE + 1}] != ZEROS:",
+                  f"        c{c} = new(Context)",
                   f"        setc_x(c{c}, v[{first}:{first + CONTEXT_R_PC}])",
                   f"        setc_pc(c{c}, {members[CONTEXT_R_PC]})",
                   f"        setc_pstate(c{c}, {members[CONTEXT_R_PSTATE]})",
