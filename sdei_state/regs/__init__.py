@@ -1,9 +1,11 @@
-"""arm64 ONE_REG register ids and the firmware pseudo-registers.
+"""The register encoding: arm64 ONE_REG ids and the firmware pseudo-registers.
 
-``ids``: encode, decode, name, print and parse every arm64 register id. ``firmware``: the
+``ids``: the one register-id vocabulary (compose, decode, name, print and parse every arm64
+register id; ``id_layout``, ``id_codec`` and ``id_names`` do the work). ``firmware``: the
 upstream firmware registers (PSCI_VERSION, SMCCC_ARCH_WORKAROUND_1/2/3, the feature bitmaps),
-their values and the SET rules KVM applies. ``sdei``: the SDEI pseudo-register block (import
-it as ``sdei_state.regs.sdei``; it is not re-exported here because it depends on the model).
+their values and the SET rules KVM applies. ``sdei``: the SDEI pseudo-register block, each
+family and layout declared once (import it as ``sdei_state.regs.sdei``; it is not re-exported
+here). The encoding imports the model only.
 """
 
 from .firmware import (
