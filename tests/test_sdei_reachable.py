@@ -50,7 +50,7 @@ from sdei_state.state import VcpuState
 from sdei_state.vcpu.sim import SimVm
 
 HEAVY = os.environ.get("SDEI_HEAVY") == "1"
-EXAMPLES = 2000 if HEAVY else 300
+EXAMPLES = 2000 if HEAVY else 100
 prop = settings(max_examples=EXAMPLES, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
@@ -136,7 +136,7 @@ def test_every_canonical_state_is_reachable(state: VcpuState) -> None:
     assert reach(state) == state
 
 
-@settings(max_examples=60 if not HEAVY else 600, deadline=None,
+@settings(max_examples=40 if not HEAVY else 600, deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(values=register_sets())
 def test_restore_accepts_exactly_what_vcpu_problems_accepts(values: dict[int, int]) -> None:
@@ -177,7 +177,7 @@ def _step(draw: st.DrawFn) -> tuple[str, int, list[int]]:
     return kind, 0, []
 
 
-@settings(max_examples=150 if not HEAVY else 1500, deadline=None,
+@settings(max_examples=100 if not HEAVY else 1500, deadline=None,
           suppress_health_check=[HealthCheck.too_slow])
 @given(steps=st.lists(_step(), max_size=50))
 def test_every_reached_state_is_accepted(steps: list[tuple[str, int, list[int]]]) -> None:

@@ -92,7 +92,8 @@ class Family:
 
     @property
     def formula(self) -> str:
-        """The regno as DESIGN section 4 writes it: ``0x0120 + 2i``, ``0x0140 + 0x20*c + r``."""
+        """The regno as DESIGN section 4 writes it: base, then stride times the instance
+        (``i`` an event, ``c`` a class), then ``r`` for a multi-register family."""
         text = f"0x{self.base:04x}"
         letter = _LETTER[self.scope]
         if letter:
