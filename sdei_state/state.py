@@ -154,7 +154,7 @@ def context_pstate_problem(pstate: int) -> str | None:
 
 def pstate_mode_ok(pstate: int) -> bool:
     """True if a context may hold ``pstate`` (``context_pstate_problem`` finds nothing)."""
-    return (pstate & PSTATE_MODE_MASK) in CONTEXT_MODES
+    return context_pstate_problem(pstate) is None
 
 
 def handler_entry_pstate(interrupted: int) -> int:
