@@ -29,14 +29,12 @@ from typing import Any, Final
 
 from ..events import EVENTS
 from ..spec import Priority
-from ..state import ZERO_CONTEXT, Context, EventState, StateError, VcpuState
+from ..state import U64_MAX, ZERO_CONTEXT, Context, EventState, StateError, VcpuState
 from .sdei_block import CONTEXT_R_PC, CONTEXT_R_PSTATE, SdeiRegKind
 from .sdei_check import MISSING, SdeiRegisterError
 from .sdei_decl import EVENT_STATE_LAYOUT
 from .sdei_layout import RegLayout
 from .sdei_table import SDEI_REG_IDS, SDEI_REGS, SdeiReg
-
-_U64: Final = (1 << 64) - 1
 
 # --------------------------------------------------------------------------------------------
 # The reference: the construct declarations and the model's constructors
@@ -153,7 +151,7 @@ def _check_expr(var: str, layout: RegLayout, consts: dict[str, Any]) -> str | No
         return f"{var} & {layout.res0_mask:#x}" if layout.res0_mask else None
     key = "OK_" + "".join(ch if ch.isalnum() else "_" for ch in layout.title)
     consts[key] = layout.rule_ok
-    if layout.res0_mask | layout.rule_mask == _U64:
+    if layout.res0_mask | layout.rule_mask == U64_MAX:
         return f"{var} not in {key}"  # the table holds every accepted value
     test = f"({var} & {layout.rule_mask:#x}) not in {key}"
     return f"{var} & {layout.res0_mask:#x} or {test}" if layout.res0_mask else test
