@@ -260,7 +260,9 @@ GENERATED_SOURCE: Final = _generate()[0]
 """The generated code, for reading (``print(sdei_codec.GENERATED_SOURCE)``)."""
 
 _encode_values, _decode_values = _compile()
-_get_values: Final = itemgetter(*SDEI_REG_IDS)
+values_in_order: Final = itemgetter(*SDEI_REG_IDS)
+"""The SDEI values of an id -> value mapping, aligned with ``SDEI_REG_IDS`` (KeyError if one
+is missing)."""
 
 
 def encode(state: VcpuState) -> tuple[int, ...]:
@@ -288,7 +290,7 @@ def decode(values: Mapping[int, int]) -> VcpuState:
     Every per-register-valid set decodes, canonical or not (see ``vcpu_problems`` for the
     whole-vCPU checks). Raises ``SdeiRegisterError`` for a missing id or a refused value."""
     try:
-        state = _decode_values(_get_values(values))
+        state = _decode_values(values_in_order(values))
     except (KeyError, TypeError):
         state = None
     return reference_decode(values) if state is None else state

@@ -9,13 +9,16 @@ this module adds only which register holds each fact.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Final
 
 from ..events import EVENTS
 from ..state import CanonicalProblem, VcpuState
 from .sdei_block import SdeiRegKind
 from .sdei_check import MISSING, SdeiRegisterError
-from .sdei_codec import decode, decode_values, encode_map
+from .sdei_codec import decode_values, encode_map, values_in_order
 from .sdei_table import SDEI_REGS, ep_addr_id, ep_arg_id, event_state_id
+
+_INTS: Final = frozenset({int})
 
 
 def _register_problems(values: Mapping[int, int]) -> list[tuple[int, str]]:
@@ -45,8 +48,11 @@ def _located(problem: CanonicalProblem, regs: Mapping[int, int]) -> list[tuple[i
 
 def state_problems(state: VcpuState) -> list[tuple[int, str]]:
     """The canonical problems of a state, each at the registers that hold it, by id."""
+    problems = state.canonical_problems()
+    if not problems:
+        return []
     regs = encode_map(state)
-    out = [loc for p in state.canonical_problems() for loc in _located(p, regs)]
+    out = [loc for p in problems for loc in _located(p, regs)]
     out.sort(key=lambda p: p[0])
     return out
 
@@ -73,8 +79,9 @@ def vcpu_problems(values: Mapping[int, int]) -> list[tuple[int, str]]:
     handler, a non-zero entry point or argument for an unregistered event, a registered event
     whose entry point is 0."""
     try:
-        if all(type(values[reg.id]) is int for reg in SDEI_REGS):
-            return state_problems(decode(values))
+        vals = values_in_order(values)
+        if _INTS.issuperset(map(type, vals)):  # bools and other non-ints: the slow path
+            return state_problems(decode_values(vals))
     except (KeyError, SdeiRegisterError):
         pass
     per = _register_problems(values)
