@@ -994,6 +994,8 @@ def _set_reg_contexts() -> Conformance:
     s = _Script()
     s.set_reg(0, "SDEI_EVENT_STATE(0)", 0b101, note="a normal handler is running")
     s.set_reg(0, "SDEI_EVENT_STATE(1)", 0b101, note="a critical handler is running")
+    for i in range(2):  # a registered event has an entry point: restore refuses 0
+        s.set_reg(0, f"SDEI_EVENT_EP_ADDR({i})", 0x10000 * (i + 1))
     pstates = {0: 0x6000_0004, 1: 0x8000_0005}
     for c in range(2):
         for r in range(19):
@@ -1027,7 +1029,8 @@ def _set_reg_contexts() -> Conformance:
         "set-reg-contexts",
         "SET/GET of all 40 SDEI_CONTEXT registers; PSTATE modes EL2/EL3/AArch32 non-User "
         "EINVAL, other bits stored; written contexts are what CONTEXT and COMPLETE use",
-        {"SDEI_EVENT_STATE(0)": 1, "SDEI_EVENT_STATE(1)": 1, "SDEI_CONTEXT(0, 18)": 0,
+        {"SDEI_EVENT_STATE(0)": 1, "SDEI_EVENT_STATE(1)": 1, "SDEI_EVENT_EP_ADDR(0)": 0x10000,
+         "SDEI_EVENT_EP_ADDR(1)": 0x20000, "SDEI_CONTEXT(0, 18)": 0,
          "SDEI_CONTEXT(1, 19)": 0, "cpu.x17": _ctx_value(0, 17), "cpu.x16": _ctx_value(0, 16),
          "cpu.pc": _ctx_value(0, 18), "cpu.pstate": 0x6000_0004})
 
