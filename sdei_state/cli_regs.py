@@ -242,13 +242,13 @@ def _vectors_dir(a: argparse.Namespace) -> Path:
 
 
 def cmd_vectors_verify(a: argparse.Namespace) -> int:
-    from .vectors import main_verify
+    from .scenario.vectors import main_verify
 
     return main_verify(_vectors_dir(a))
 
 
 def cmd_vectors_generate(a: argparse.Namespace) -> int:
-    from .vectors import main_generate
+    from .scenario.vectors import main_generate
 
     d = Path(a.dir) if a.dir else _vectors_dir(a)
     return main_generate(d)

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from sdei_state import conformance as C
 from sdei_state import scenario
-from sdei_state.conformance import SCENARIOS, Conformance
 from sdei_state.events import EVENTS
 from sdei_state.regs import ids
 from sdei_state.regs.sdei import SDEI_REG_BY_NAME, SDEI_REG_IDS
+from sdei_state.scenario import conformance as C
+from sdei_state.scenario.conformance import SCENARIOS, Conformance
 from sdei_state.spec import VERSION_1_1_KVM, Ret
 from sdei_state.vcpu.sim import SimVm
 

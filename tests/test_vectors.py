@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from sdei_state import conformance, vectors
 from sdei_state.migration import blob as blob_layout
+from sdei_state.scenario import conformance, vectors
 
 CHECKED_IN = vectors.default_dir()
 NAMES = list(vectors.expected_vectors())
@@ -124,7 +124,7 @@ def test_a_changed_scenario_is_reported(copy_dir: Path) -> None:
     problems = _failures(vectors.verify(copy_dir))[name]
     assert problems[0].startswith(
         f"{name}: the scenario differs from conformance scenario 'get-info' "
-        "(scenario.steps[0].args[1]: the vector gives 2, conformance.py has 0)")
+        "(scenario.steps[0].args[1]: the vector gives 2, the conformance scenario has 0)")
 
 
 def test_missing_stale_and_unreadable_files(copy_dir: Path) -> None:

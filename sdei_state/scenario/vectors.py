@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from ..errors import SdeiStateError
 from . import conformance
 from .conformance import Conformance
-from .errors import SdeiStateError
+from .format import parse
+from .replay import Runner
 
 VECTOR_FORMAT: Final = "sdei-state/vector/1"
 _VECTOR_FILE: Final = re.compile(r"^(\d{2})-([a-z0-9][a-z0-9-]*)\.(json|blob)$")
@@ -71,7 +73,7 @@ def expected_vectors() -> dict[str, Conformance]:
 
 def default_dir() -> Path:
     """``vectors/`` next to the package directory (the checked-in vectors of a source tree)."""
-    return Path(__file__).resolve().parent.parent / "vectors"
+    return Path(__file__).resolve().parents[2] / "vectors"
 
 
 def resolve_dir(directory: str | os.PathLike[str] | None) -> Path:
@@ -91,10 +93,9 @@ def resolve_dir(directory: str | os.PathLike[str] | None) -> Path:
 
 def replay(doc: Mapping[str, Any]) -> Replay:
     """Run a scenario document; its result and the blob of the VM it ends with."""
-    from . import scenario
-    from .migration import save_vm
+    from ..migration import save_vm
 
-    runner = scenario.Runner(scenario.parse(doc))
+    runner = Runner(parse(doc))
     result = runner.run()
     return Replay(result, save_vm(runner.vm.vcpus).to_bytes())
 
@@ -221,7 +222,7 @@ def _verify_one(d: Path, name: str, conf: Conformance) -> list[str]:
     stored_scn, stored_res = doc.get("scenario"), doc.get("result")
     if _canonical(stored_scn) != _canonical(conf.scenario):
         diffs = _diff("scenario", stored_scn, conf.scenario,
-                      names=("the vector", "conformance.py"))
+                      names=("the vector", "the conformance scenario"))
         out.append(f"{name}: the scenario differs from conformance scenario {conf.name!r} "
                    f"({'; '.join(diffs[:3])}); regenerate deliberately if that is intended")
     if not isinstance(stored_scn, dict) or not isinstance(stored_res, dict):
@@ -250,8 +251,8 @@ def _verify_one(d: Path, name: str, conf: Conformance) -> list[str]:
 
 def _round_trip(data: bytes, nvcpus: object) -> list[str]:
     """Restore ``data`` into a fresh simulated VM and save it again: the bytes must match."""
-    from .migration import Blob, restore_vm, save_vm
-    from .vcpu.sim import SimVm
+    from ..migration import Blob, restore_vm, save_vm
+    from ..vcpu.sim import SimVm
 
     if isinstance(nvcpus, bool) or not isinstance(nvcpus, int) or nvcpus < 1:
         return [f"scenario 'vcpus' is {nvcpus!r}, cannot build a VM to restore into"]
@@ -269,8 +270,8 @@ def _round_trip(data: bytes, nvcpus: object) -> list[str]:
 
 def _blob_field(data: bytes, offset: int) -> str:
     """Which field of a blob ``offset`` falls in (header, id table entry, vCPU value, CRC)."""
-    from .migration import blob as layout
-    from .regs import ids
+    from ..migration import blob as layout
+    from ..regs import ids
 
     hs = layout.HEADER_SIZE
     if offset < hs:
