@@ -118,7 +118,7 @@ def test_kvm_backend_asked_for_on_x86_skips_every_case(
                                        f"# sdei-state selftest on backend: none ({why})\n")
     assert main(backend="kvm", fmt="json") == KSFT_SKIP
     doc = json.loads(capsys.readouterr().out)
-    assert doc["totals"] == {"pass": 0, "fail": 0, "skip": 94} and doc["exit_status"] == 4
+    assert doc["totals"] == {"pass": 0, "fail": 0, "skip": 96} and doc["exit_status"] == 4
     assert {c["reason"] for c in doc["cases"]} == {why}
 
 
@@ -343,7 +343,7 @@ def test_list_prints_suite_slash_case_one_per_line(capsys: pytest.CaptureFixture
     lines = capsys.readouterr().out.splitlines()
     be = SimBackend("test")
     assert lines == [f"{s.name}/{c.name}" for s in all_suites(be) for c in s.cases]
-    assert len(lines) == 94 and "sdei-dispatch/signal-from-another-vcpu" in lines
+    assert len(lines) == 96 and "sdei-dispatch/signal-from-another-vcpu" in lines
     assert {line.split("/")[0] for line in lines} == {
         "model-conformance", "firmware-registers", *SDEI_SUITES, "sdei-in-kernel"}
     assert main(backend="sim", list_only=True, suites=["stress"]) == 0
