@@ -393,7 +393,7 @@ def test_generated_scenarios_are_valid_and_deterministic() -> None:
     assert g != scenario.generate(300, vcpus=3, seed=8)
     assert len(g["steps"]) == 300
     a, b = scenario.run(g), scenario.run(json.loads(json.dumps(g)))
-    assert scenario.results_equal(a, b)
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)  # bool is not 1
 
 
 def test_a_refused_migration_names_the_step() -> None:

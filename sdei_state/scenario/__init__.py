@@ -32,7 +32,7 @@ from .format import (
     parse,
 )
 from .generate import generate
-from .replay import Runner, results_equal, run
+from .replay import Runner, run
 
 __all__ = [
     "ACTIONS",
@@ -48,6 +48,5 @@ __all__ = [
     "generate",
     "load",
     "parse",
-    "results_equal",
     "run",
 ]

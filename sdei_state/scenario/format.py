@@ -138,7 +138,7 @@ def load(text: str | bytes, source: str = "scenario") -> object:
 
 # -- validating a decoded document ----------------------------------------------------------
 
-def _show(v: object) -> str:
+def _cut(v: object) -> str:
     """A value for an error message, cut short: a message stays one short line."""
     r = repr(v)
     return r if len(r) <= 40 else r[:37] + "..."
@@ -154,7 +154,7 @@ def _obj(where: str, what: str, v: object) -> Mapping[str, Any] | None:
 
 def _u64(where: str, v: object) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= U64_MAX:
-        raise ScenarioError(f"{where}: {_show(v)} is not an unsigned 64-bit integer")
+        raise ScenarioError(f"{where}: {_cut(v)} is not an unsigned 64-bit integer")
     return v
 
 
@@ -163,7 +163,7 @@ _NUMBER: Final = re.compile(r"0[xX][0-9a-fA-F]+|[0-9]+")
 
 def _text(where: str, what: str, v: str) -> str:
     if not v.isascii() or len(v) > MAX_NAME:
-        raise ScenarioError(f"{where}: {what} {_show(v)} is not an ASCII name of at most "
+        raise ScenarioError(f"{where}: {what} {_cut(v)} is not an ASCII name of at most "
                             f"{MAX_NAME} characters")
     return v
 
@@ -181,7 +181,7 @@ def _reg_id(where: str, v: object) -> int:
     try:
         return _u64(where, ids.parse(v))
     except ValueError as e:
-        raise ScenarioError(f"{where}: register {_show(v)}: {e}") from None
+        raise ScenarioError(f"{where}: register {_cut(v)}: {e}") from None
 
 
 def _function(where: str, v: object) -> int:
@@ -191,7 +191,7 @@ def _function(where: str, v: object) -> int:
             return int(function_by_name(v))
         except KeyError:
             names = ", ".join(f.name for f in Function)
-            raise ScenarioError(f"{where}: unknown call {_show(v)} (one of {names})") from None
+            raise ScenarioError(f"{where}: unknown call {_cut(v)} (one of {names})") from None
     return _u64(where, v)
 
 
@@ -211,7 +211,7 @@ def _parse_cpu(where: str, v: object) -> dict[CpuReg, int]:
             for n, xv in xs.items():
                 # ASCII digits only: str.isdigit() and int() also take other scripts' digits.
                 if not (_X_INDEX.fullmatch(n) and int(n) <= 30):
-                    raise ScenarioError(f"{where}: cpu.x key {_show(n)} is not a register "
+                    raise ScenarioError(f"{where}: cpu.x key {_cut(n)} is not a register "
                                         "number 0-30")
                 out[CpuReg(int(n))] = _u64(f"{where}: cpu.x.{n}", xv)
             continue
@@ -219,7 +219,7 @@ def _parse_cpu(where: str, v: object) -> dict[CpuReg, int]:
             reg = reg_by_key(key)
         except KeyError:
             raise ScenarioError(
-                f"{where}: unknown cpu register {_show(key)} (x, sp, pc, pstate, elr_el1, "
+                f"{where}: unknown cpu register {_cut(key)} (x, sp, pc, pstate, elr_el1, "
                 "spsr_el1, vbar_el1, sctlr_el1)"
             ) from None
         if reg.value <= 30:
@@ -248,14 +248,14 @@ def parse(doc: object) -> Scenario:
         raise ScenarioError("scenario: the document must be a JSON object")
     unknown = sorted(set(top) - _TOP_KEYS)
     if unknown:
-        raise ScenarioError(f"scenario: unknown key {_show(unknown[0])}")
+        raise ScenarioError(f"scenario: unknown key {_cut(unknown[0])}")
     if top.get("format") != SCENARIO_FORMAT:
         raise ScenarioError(f"scenario: 'format' must be {SCENARIO_FORMAT!r}, "
-                            f"not {_show(top.get('format'))}")
+                            f"not {_cut(top.get('format'))}")
     nv = top.get("vcpus")
     if isinstance(nv, bool) or not isinstance(nv, int) or not 1 <= nv <= MAX_VCPUS:
         raise ScenarioError(f"scenario: 'vcpus' must be an integer 1..{MAX_VCPUS}, "
-                            f"not {_show(nv)}")
+                            f"not {_cut(nv)}")
     raw_steps = top.get("steps")
     if not isinstance(raw_steps, list):
         raise ScenarioError("scenario: 'steps' must be a list")
@@ -274,7 +274,7 @@ def _parse_step(i: int, raw: object, nvcpus: int) -> Step:
         raise ScenarioError(f"{where}: a step must be a JSON object")
     unknown = sorted(set(s) - _STEP_KEYS)
     if unknown:
-        raise ScenarioError(f"{where}: unknown key {_show(unknown[0])}")
+        raise ScenarioError(f"{where}: unknown key {_cut(unknown[0])}")
     acts = [a for a in ACTIONS if a in s]
     if len(acts) != 1:
         raise ScenarioError(f"{where}: needs exactly one of {', '.join(ACTIONS)}; has "
@@ -294,7 +294,7 @@ def _parse_step(i: int, raw: object, nvcpus: int) -> Step:
         if v is None:
             raise ScenarioError(f"{where}: {action!r} needs 'vcpu'")
         if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < nvcpus:
-            raise ScenarioError(f"{where}: vcpu {_show(v)} out of range 0..{nvcpus - 1}")
+            raise ScenarioError(f"{where}: vcpu {_cut(v)} out of range 0..{nvcpus - 1}")
         vcpu = v
     return Step(i, action, vcpu, *_parse_value(where, action, s))
 
