@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from sdei_state import cli, scenario
 from sdei_state.errors import ScenarioError
-from sdei_state.vcpu.sim import SimVm
+from sdei_state.vcpu.sim import SimVcpu
 
 FMT = "sdei-state/scenario/1"
 U64 = (1 << 64) - 1
@@ -319,12 +319,12 @@ def test_every_action_gives_the_exact_result_objects() -> None:
         ["taken", "pc", "pstate", "x0", "x1", "x2", "x3"]]
 
 
-def test_final_lists_every_register_of_every_vcpu() -> None:
+def test_final_lists_every_register_of_every_vcpu(sim_vcpu: SimVcpu) -> None:
     result = scenario.run(doc({"vcpu": 1, "cpu": {"sp": 7, "vbar_el1": 0x800,
                                                   "x": {"30": 30}}}, vcpus=3))
     final = result["final"]
     assert [f["vcpu"] for f in final] == [0, 1, 2]
-    listed = sorted(SimVm(1).vcpus[0].reg_list())
+    listed = sorted(sim_vcpu.reg_list())
     for f in final:
         assert sorted(f) == ["cpu", "registers", "vcpu"]
         assert list(f["registers"]) == [f"{r:#018x}" for r in listed]
