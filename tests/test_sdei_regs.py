@@ -5,11 +5,9 @@ module), so a wrong table or a wrong check fails."""
 
 from __future__ import annotations
 
-import os
-
 import construct as cs
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import (
     canonical_vcpu_states,
@@ -48,10 +46,8 @@ from sdei_state.spec import Function, Priority
 from sdei_state.state import RESET_STATE, Context, EventState, VcpuState
 
 U64 = (1 << 64) - 1
-HEAVY = os.environ.get("SDEI_HEAVY") == "1"
-EXAMPLES = 2000 if HEAVY else 200
-fast = settings(max_examples=EXAMPLES, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow])
+# Twice the profile's examples (200 dev, 2,000 ci; tests/conftest.py): each is microseconds.
+fast = settings(max_examples=settings().max_examples * 2)
 
 
 def fw(regno: int) -> int:
@@ -224,7 +220,7 @@ def test_fast_path_equals_declaration(layout: sdei.RegLayout, v: int) -> None:
 
 
 @pytest.mark.parametrize("layout", LAYOUTS, ids=lambda lay: lay.title)
-@settings(max_examples=50 if not HEAVY else 500, deadline=None)
+@settings(max_examples=settings().max_examples // 2)
 @given(high=u64s())
 def test_fast_path_equals_declaration_on_every_low_pattern(layout: sdei.RegLayout,
                                                            high: int) -> None:
@@ -477,9 +473,7 @@ def _step(draw: st.DrawFn) -> tuple[str, int, int, list[int]]:
     return kind, vcpu, 0, []
 
 
-@settings(max_examples=100 if not HEAVY else 1000, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow])
-@given(steps=st.lists(_step(), max_size=40))
+@given(steps=st.lists(_step(), max_size=40))  # examples: the profile's
 def test_every_state_the_machine_reaches_encodes_canonically(
     steps: list[tuple[str, int, int, list[int]]],
 ) -> None:
