@@ -11,13 +11,6 @@ import construct as cs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from strategies import (
-    canonical_vcpu_states,
-    event_states,
-    reg_values,
-    u64s,
-    vcpu_states,
-)
 
 from sdei_state.cpu import CpuReg, MemoryCpu
 from sdei_state.events import EVENTS
@@ -46,6 +39,13 @@ from sdei_state.regs.sdei import (
 )
 from sdei_state.spec import Function, Priority
 from sdei_state.state import RESET_STATE, Context, EventState, VcpuState
+from sdei_state.testing.strategies import (
+    canonical_vcpu_states,
+    event_states,
+    reg_values,
+    u64s,
+    vcpu_states,
+)
 
 U64 = (1 << 64) - 1
 HEAVY = os.environ.get("SDEI_HEAVY") == "1"

@@ -12,7 +12,6 @@ import os
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from strategies import canonical_vcpu_states, reg_values, u64s, vcpu_states
 
 from sdei_state.cpu import CpuReg
 from sdei_state.errors import KvmError, RegError, RegListTooSmall
@@ -31,6 +30,7 @@ from sdei_state.regs.sdei import (
 )
 from sdei_state.spec import Function, Ret
 from sdei_state.state import RESET_STATE, VcpuState
+from sdei_state.testing.strategies import canonical_vcpu_states, reg_values, u64s, vcpu_states
 from sdei_state.vcpu.sim import SimVcpu, SimVm
 from sdei_state.vcpu.transport import RegTransport
 
