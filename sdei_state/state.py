@@ -6,12 +6,18 @@ an unaligned entry point, a context PSTATE that would return to EL2/EL3, values 
 The stricter *canonical* invariants that only the whole vCPU can show (no context for an idle
 class, no entry point for an unregistered event) are reported by ``VcpuState.canonical_problems``
 so that registers may be written one at a time, in any order, as KVM allows.
+
+The checks run where outside input becomes a state (a constructor call, the register codec).
+The machine's own transitions derive a state from a checked one by rules that keep every
+invariant, so they use the ``trusted`` constructors and the ``with_*`` helpers, which skip
+``__post_init__`` (a frozen dataclass re-checks every field on each ``replace``: most of a
+call's Python time before this split).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Final
 
@@ -58,6 +64,18 @@ class HandlerState(IntEnum):
 
 
 LEGAL_STATUS: Final = frozenset(int(s) for s in HandlerState)
+_BY_STATUS: Final[tuple[HandlerState | None, ...]] = tuple(
+    HandlerState(v) if v in LEGAL_STATUS else None for v in range(8))
+"""Status bits -> HandlerState without an enum call (None: undefined, refused on construction)."""
+
+# Plain ints: an IntEnum & IntFlag goes through the flag's Python-level operator.
+_REGISTERED: Final = int(Status.REGISTERED)
+_ENABLED: Final = int(Status.ENABLED)
+_RUNNING: Final = int(Status.RUNNING)
+
+# Frozen slotted dataclasses refuse setattr; their own __init__ goes through this too.
+_new = object.__new__
+_set = object.__setattr__
 
 
 # PSTATE fields the model touches (Arm ARM, SPSR_EL1 layout for AArch64).
@@ -128,6 +146,15 @@ def _check_u64(what: str, value: int) -> None:
         raise StateError(f"{what} = {value!r} is not an unsigned 64-bit value")
 
 
+def _check_needs_registered(registered: bool, pending: bool, relative: bool) -> None:
+    if registered:
+        return
+    if pending:
+        raise StateError("PENDING set on an event that is not REGISTERED")
+    if relative:
+        raise StateError("RELATIVE set on an event that is not REGISTERED")
+
+
 @dataclass(frozen=True, slots=True)
 class EventState:
     """One event's state on one vCPU."""
@@ -145,26 +172,54 @@ class EventState:
             raise StateError(
                 f"(Reg,Ena,Run) = (0,1,{int(self.running)}) is undefined in DEN0054C Table 13"
             )
-        if self.pending and not self.registered:
-            raise StateError("PENDING set on an event that is not REGISTERED")
-        if self.relative and not self.registered:
-            raise StateError("RELATIVE set on an event that is not REGISTERED")
+        _check_needs_registered(self.registered, self.pending, self.relative)
         _check_u64("ep_addr", self.ep_addr)
         _check_u64("ep_arg", self.ep_arg)
         if self.ep_addr & 3:
             raise StateError(f"ep_addr = {self.ep_addr:#x} is not 4-byte aligned")
 
+    @classmethod
+    def trusted(cls, registered: bool = False, enabled: bool = False, running: bool = False,
+                pending: bool = False, relative: bool = False, ep_addr: int = 0,
+                ep_arg: int = 0) -> EventState:
+        """An ``EventState`` built without the checks: only for a value the caller derived
+        from checked ones by a rule that keeps the invariants (the machine's transitions)."""
+        es = _new(cls)
+        _set(es, "registered", registered)
+        _set(es, "enabled", enabled)
+        _set(es, "running", running)
+        _set(es, "pending", pending)
+        _set(es, "relative", relative)
+        _set(es, "ep_addr", ep_addr)
+        _set(es, "ep_arg", ep_arg)
+        return es
+
     @property
     def handler_state(self) -> HandlerState:
-        return HandlerState(self.status)
+        hs = _BY_STATUS[self.status]
+        assert hs is not None  # construction refuses (Reg,Ena) = (0,1)
+        return hs
 
     @property
     def status(self) -> int:
         """The EVENT_STATUS result: bit0 registered, bit1 enabled, bit2 running."""
-        return int(self.registered) | int(self.enabled) << 1 | int(self.running) << 2
+        return int(self.registered) | self.enabled << 1 | self.running << 2
 
     def with_handler_state(self, hs: HandlerState) -> EventState:
-        return replace(self, registered=hs.registered, enabled=hs.enabled, running=hs.running)
+        """This event in handler state ``hs`` (a legal state), the rest unchanged; the one
+        rule a new handler state can break (PENDING or RELATIVE kept without REGISTERED) is
+        checked again."""
+        registered = bool(hs & _REGISTERED)
+        _check_needs_registered(registered, self.pending, self.relative)
+        return EventState.trusted(registered, bool(hs & _ENABLED),
+                                  bool(hs & _RUNNING), self.pending, self.relative,
+                                  self.ep_addr, self.ep_arg)
+
+    def with_pending(self, pending: bool) -> EventState:
+        """This event with PENDING set or cleared (set only on a registered one)."""
+        _check_needs_registered(self.registered, pending, False)
+        return EventState.trusted(self.registered, self.enabled, self.running, pending,
+                                  self.relative, self.ep_addr, self.ep_arg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +242,16 @@ class Context:
                 f"pstate = {self.pstate:#x}: mode {self.pstate & PSTATE_MODE_MASK:#07b} is not "
                 "AArch64 EL0t, EL1t, EL1h or AArch32 User"
             )
+
+    @classmethod
+    def trusted(cls, x: tuple[int, ...], pc: int, pstate: int) -> Context:
+        """A context built without the checks, for dispatch: 18 u64 register values as a
+        ``CpuRegs`` returns them, and a PSTATE whose mode the caller has checked."""
+        ctx = _new(cls)
+        _set(ctx, "x", x)
+        _set(ctx, "pc", pc)
+        _set(ctx, "pstate", pstate)
+        return ctx
 
     @property
     def is_zero(self) -> bool:
@@ -218,6 +283,16 @@ class VcpuState:
             if len(running) > 1:
                 raise StateError(f"{cls.name} class has {len(running)} running handlers: {running}")
 
+    @classmethod
+    def trusted(cls, masked: bool, events: tuple[EventState, ...],
+                contexts: tuple[Context, Context]) -> VcpuState:
+        """A ``VcpuState`` built without the checks (see ``EventState.trusted``)."""
+        st = _new(cls)
+        _set(st, "masked", masked)
+        _set(st, "events", events)
+        _set(st, "contexts", contexts)
+        return st
+
     def pairs(self) -> Iterator[tuple[Event, EventState]]:
         return zip(EVENTS, self.events, strict=True)
 
@@ -225,20 +300,29 @@ class VcpuState:
         return self.events[ev.index]
 
     def with_event(self, ev: Event, es: EventState) -> VcpuState:
+        """This state with event ``ev`` replaced by ``es`` (itself checked when it was built).
+        Only the one cross-event rule ``es`` can break is checked again."""
+        if es.running:
+            for other in _CLASS_PEERS[ev.index]:
+                if self.events[other].running:
+                    raise StateError(f"{ev.priority.name} class would have 2 running handlers")
         events = list(self.events)
         events[ev.index] = es
-        return replace(self, events=tuple(events))
+        return VcpuState.trusted(self.masked, tuple(events), self.contexts)
 
     def with_context(self, cls: Priority, ctx: Context) -> VcpuState:
-        contexts = list(self.contexts)
-        contexts[cls] = ctx
-        return replace(self, contexts=(contexts[0], contexts[1]))
+        contexts = (ctx, self.contexts[1]) if cls == 0 else (self.contexts[0], ctx)
+        return VcpuState.trusted(self.masked, self.events, contexts)
+
+    def with_masked(self, masked: bool) -> VcpuState:
+        return VcpuState.trusted(masked, self.events, self.contexts)
 
     def running_event(self, cls: Priority) -> Event | None:
         """The event whose handler of this class is running, if any."""
-        for ev, es in self.pairs():
-            if es.running and ev.priority == cls:
-                return ev
+        events = self.events
+        for i in _CLASS_MEMBERS[cls]:
+            if events[i].running:
+                return EVENTS[i]
         return None
 
     def innermost_running(self) -> Event | None:
@@ -264,5 +348,12 @@ class VcpuState:
                                     f"{es.ep_arg:#x}")
         return problems
 
+
+_CLASS_MEMBERS: Final = tuple(tuple(e.index for e in EVENTS if e.priority == cls)
+                              for cls in Priority)
+"""Priority class -> the indices of its events."""
+_CLASS_PEERS: Final = tuple(tuple(i for i in _CLASS_MEMBERS[e.priority] if i != e.index)
+                            for e in EVENTS)
+"""Event index -> the other events of its class (none with today's table)."""
 
 RESET_STATE: Final = VcpuState()
