@@ -54,7 +54,7 @@ ARITY: Final[Mapping[int, int]] = MappingProxyType({
     Function.EVENT_UNREGISTER: 1,
     Function.EVENT_STATUS: 1,
     Function.EVENT_GET_INFO: 2,
-    Function.EVENT_ROUTING_SET: 1,  # every event is private: INVALID_PARAMETERS from x1 alone
+    Function.EVENT_ROUTING_SET: 0,  # every event is private: INVALID_PARAMETERS for any x1
     Function.PE_MASK: 0,
     Function.PE_UNMASK: 0,
     Function.INTERRUPT_BIND: 1,
@@ -67,7 +67,7 @@ ARITY: Final[Mapping[int, int]] = MappingProxyType({
 """How many of x1..x5, in order, the result of each function depends on: what a VMM serving a
 call has to read (any other id: none). DEN0054C gives some functions more parameters than this
 model acts on with KVM's event table: REGISTER's routing affinity (x5) matters only for shared
-events, ROUTING_SET's mode and affinity and INTERRUPT_RELEASE's event only for bound or shared
+events, ROUTING_SET and INTERRUPT_RELEASE (all arguments) only for shared or bound
 ones, and COMPLETE's status has no effect (DESIGN section 5). Unregistered ids read nothing."""
 
 
