@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import platform
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from sdei_state.cli import main
-from sdei_state.migration import save_vm
+from sdei_state import __version__
+from sdei_state.cli import build_parser, main
+from sdei_state.cli.common import MAX_INPUT_BYTES, MAX_VCPUS
+from sdei_state.migration import Blob, blob_json, save_vm
 from sdei_state.regs import sdei
 from sdei_state.spec import Function
 from sdei_state.vcpu.sim import SimVm
@@ -79,7 +86,9 @@ def test_blob_show_diff_preflight(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert rc == 0 and "2 vCPU(s), 92 registers each" in out
     assert "SDEI_EVENT_STATE(0)" in out and "REGISTERED|ENABLED|RUNNING" in out
     rc, out, _ = run(capsys, "blob", "show", str(busy), "--json")
-    assert rc == 0 and json.loads(out)["names"]["0x6030000000140100"] == "SDEI_VCPU_STATE"
+    shown = json.loads(out)
+    assert rc == 0 and Blob.from_json(out) == Blob.from_bytes(busy.read_bytes())
+    assert shown["format"] == "sdei-state/blob/1" and "0x6030000000140100" in shown["registers"]
     rc, out, _ = run(capsys, "blob", "diff", str(idle), str(idle))
     assert rc == 0 and out.strip() == "identical"
     rc, out, _ = run(capsys, "blob", "diff", str(idle), str(busy), "--json")
@@ -107,8 +116,9 @@ def test_blob_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert rc == 2 and "No such file" in err
     good_path = tmp_path / "good.blob"
     rc, _, err = run(capsys, "blob", "preflight", str(good_path), "--vcpus", "-1")
-    assert rc == 2 and err == ("sdei-state: --vcpus -1: a destination needs at least one "
-                               "vCPU (0 means as many as the blob)\n")
+    assert rc == 2 and err == ("sdei-state: blob preflight: argument --vcpus: '-1' is not an "
+                               "integer 0..4096 (0: as many as the blob) (see sdei-state blob "
+                               "preflight --help)\n")
     rc, _, err = run(capsys, "blob", "preflight", str(good_path), "--host", "nope")
     assert rc == 2 and err.startswith("sdei-state: --host 'nope': one of 6.12")
 
@@ -117,18 +127,21 @@ def test_replay_from_stdin_and_errors(monkeypatch: pytest.MonkeyPatch,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     import io
 
+    def stdin(text: str) -> io.TextIOWrapper:
+        return io.TextIOWrapper(io.BytesIO(text.encode()))
+
     doc = {"format": "sdei-state/scenario/1", "vcpus": 1,
            "steps": [{"vcpu": 0, "call": "VERSION"}]}
-    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(doc)))
+    monkeypatch.setattr("sys.stdin", stdin(json.dumps(doc)))
     rc, out, _ = run(capsys, "replay", "-")
     result = json.loads(out)
     assert rc == 0 and result["steps"] == [{"x0": 0x0001_0001_564B_CAA9, "x1": 0, "x2": 0,
                                             "x3": 0}]
     doc["steps"] = [{"vcpu": 3, "call": "VERSION"}]
-    monkeypatch.setattr("sys.stdin", io.StringIO(json.dumps(doc)))
+    monkeypatch.setattr("sys.stdin", stdin(json.dumps(doc)))
     rc, out, err = run(capsys, "replay", "-")
     assert rc == 2 and out == "" and err == "sdei-state: step 0: vcpu 3 out of range 0..0\n"
-    monkeypatch.setattr("sys.stdin", io.StringIO("{not json"))
+    monkeypatch.setattr("sys.stdin", stdin("{not json"))
     rc, _, err = run(capsys, "replay", "-")
     assert rc == 2 and err.startswith("sdei-state: stdin: bad JSON at line 1")
 
@@ -200,3 +213,135 @@ def test_selftest_list_and_selection_errors(capsys: pytest.CaptureFixture[str]) 
     help_text = " ".join(capsys.readouterr().out.split())
     assert "exit status: 0 every case that ran passed, 1 a case failed, 4 nothing" in help_text
     assert "{text,tap,json,junit}" in help_text
+
+
+# -- the command as a whole: version, help, one JSON style, bounded input ------------------
+
+
+def test_version_and_python_dash_m(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out == f"sdei-state {__version__}\n"
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    for module in ("sdei_state", "sdei_state.cli"):
+        proc = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True,
+                              text=True, env=env, cwd=root, timeout=60, check=False)
+        assert (proc.returncode, proc.stdout) == (0, f"sdei-state {__version__}\n")
+
+
+def _parsers(p: argparse.ArgumentParser) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    yield p.prog, p
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _parsers(sub)
+
+
+def test_every_option_and_subcommand_has_help() -> None:
+    parsers = dict(_parsers(build_parser()))
+    assert {"sdei-state blob preflight", "sdei-state scenario generate",
+            "sdei-state vectors verify", "sdei-state lab"} <= set(parsers)
+    for prog, p in parsers.items():
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                helps = {c.dest: c.help for c in action._choices_actions}
+                assert set(helps) == set(action.choices) and all(helps.values()), prog
+            else:
+                assert action.help, f"{prog} {action.option_strings or action.dest}: no help"
+
+
+def test_json_outputs_share_one_style(tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    blob = _blob_file(tmp_path, "b.blob", running=True)
+    scen = tmp_path / "s.json"
+    scen.write_text('{"format": "sdei-state/scenario/1", "vcpus": 1, "steps": []}')
+    for argv in (["regs", "--json"], ["decode", "x0", "--json"],
+                 ["blob", "show", str(blob), "--json"], ["blob", "diff", str(blob), str(blob),
+                                                         "--json"],
+                 ["blob", "preflight", str(blob), "--json"], ["replay", str(scen)],
+                 ["scenario", "generate", "--steps", "3"],
+                 ["selftest", "--backend", "sim", "--suite", "sdei-calls", "--format", "json"]):
+        rc, out, _ = run(capsys, *argv)
+        assert rc == 0 and out == json.dumps(json.loads(out), indent=2) + "\n", argv
+
+
+def test_blob_show_json_is_a_blob_every_command_reads(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    binary = _blob_file(tmp_path, "b.blob", running=True)
+    rc, out, _ = run(capsys, "blob", "show", str(binary), "--json")
+    as_json = tmp_path / "b.json"
+    as_json.write_text(out)
+    assert rc == 0 and Blob.from_json(out).to_bytes() == binary.read_bytes()
+    rc, again, _ = run(capsys, "blob", "show", str(as_json), "--json")
+    assert rc == 0 and again == out
+    rc, text, _ = run(capsys, "blob", "show", str(as_json))
+    assert rc == 0 and "REGISTERED|ENABLED|RUNNING" in text
+    assert run(capsys, "blob", "preflight", str(as_json))[0] == 0
+    assert run(capsys, "blob", "diff", str(as_json), str(binary))[1].strip() == "identical"
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema (the test extra) is "
+                                                          "not installed")
+    jsonschema.Draft202012Validator(blob_json.schema()).validate(json.loads(out))
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["decode", "SDEI_EVENT_STATE(0)", "--value", "-1"],
+     "--value '-1': not an unsigned integer"),
+    (["decode", "SDEI_EVENT_STATE(0)", "--value", str(1 << 64)],
+     "--value 0x10000000000000000: wider than SDEI_EVENT_STATE(0) (0x6030000000140110), "
+     "a 8-byte register"),
+    (["decode", "x0", "--value", "\u0661"], "--value '\u0661': not an unsigned integer"),
+    (["decode", "0x\u0666030000000140110"], "register ids and names are ASCII"),
+    (["decode", "SDEI_EVENT_STATE(\u0660)"], "register ids and names are ASCII"),
+    (["decode", "x" * 201], "201 characters; a register id or name has at most 200"),
+    (["scenario", "generate", "--steps", "1000001"],
+     "argument --steps: '1000001' is not an integer 0..1000000"),
+    (["scenario", "generate", "--vcpus", "\u0662"], "argument --vcpus: '\u0662' is not an"),
+    (["blob", "show"], "blob show: the following arguments are required: file"),
+    (["regs", "--bogus"], "unrecognized arguments: --bogus"),
+    (["lab", "status", "--smp", "x"], "lab status: argument --smp: invalid int value: 'x'"),
+])
+def test_mistakes_are_one_line_exit_2(argv: list[str], message: str,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = run(capsys, *argv)
+    assert (rc, out) == (2, "") and err.startswith("sdei-state: ") and err.count("\n") == 1
+    assert message in err
+
+
+def test_decode_accepts_values_that_fit(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(capsys, "decode", "SDEI_EVENT_STATE(0)", "--value", hex((1 << 64) - 1),
+                     "--json")
+    assert rc == 0 and json.loads(out)[0]["value"] == (1 << 64) - 1
+
+
+def test_sizes_are_checked_before_allocating(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    big = tmp_path / "big"
+    with big.open("wb") as f:
+        f.truncate(MAX_INPUT_BYTES + 1)
+    for cmd in (["blob", "show"], ["replay"]):
+        rc, _, err = run(capsys, *cmd, str(big))
+        assert rc == 2 and err == f"sdei-state: {big}: larger than 16 MiB, the most a " \
+                                  "command reads\n"
+    many = tmp_path / "many.blob"
+    many.write_bytes(Blob((0x6030_0000_0010_0000,), ((0,),) * (MAX_VCPUS + 1)).to_bytes())
+    rc, _, err = run(capsys, "blob", "preflight", str(many))
+    assert rc == 2 and err == (f"sdei-state: {many}: 4097 vCPUs; a simulated destination has "
+                               "at most 4096 (give --vcpus)\n")
+    assert run(capsys, "blob", "preflight", str(many), "--vcpus", "2")[0] == 1  # count differs
+    scen = tmp_path / "s.json"
+    scen.write_text('{"format": "sdei-state/scenario/1", "vcpus": 1048576, "steps": []}')
+    rc, _, err = run(capsys, "replay", str(scen))
+    assert rc == 2 and err.endswith("'vcpus' is 1048576; replay simulates at most 4096 vCPUs\n")
+
+
+def test_files_that_are_not_text_or_not_there(tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    f = tmp_path / "s.json"
+    f.write_bytes(b'{"format": "\xff"}')
+    assert run(capsys, "replay", str(f))[2] == (f"sdei-state: {f}: not UTF-8 text (byte 0xff "
+                                                "at offset 12)\n")
+    assert run(capsys, "replay", str(tmp_path))[2] == f"sdei-state: {tmp_path}: Is a directory\n"
+    nl = tmp_path / "a\nb"
+    assert run(capsys, "blob", "show", str(nl))[2] == (f"sdei-state: {tmp_path}/a\\nb: No such "
+                                                       "file or directory\n")

@@ -10,6 +10,7 @@ import os
 import struct
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,11 +21,12 @@ from sdei_state.migration import (
     BLOB,
     Blob,
     VcpuRegisters,
+    blob_json,
     blob_size,
     format_table,
     save_vm,
 )
-from sdei_state.migration.blob import reg_words, table_words
+from sdei_state.migration.wire import reg_words, table_words
 from sdei_state.regs import ids
 from sdei_state.vcpu.sim import SimVm
 
@@ -459,3 +461,93 @@ def test_docs_carry_the_generated_format_table() -> None:
 def test_construct_declaration_refuses_a_wrong_format_version() -> None:
     with pytest.raises(BlobError, match="declaration"):
         Blob.parse_with_construct(rebuild(small_blob().to_bytes(), format_version=2))
+
+
+# -- JSON input limits and types ---------------------------------------------------------
+
+
+def _doc(**change: object) -> str:
+    obj = json.loads(small_blob().to_json()) | change
+    return json.dumps(obj)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (_doc(registers=["0x٦030000000140000", "0x6030000000100002", "0x6020000000110001"]),
+     r"registers\[0\] = '0x٦030000000140000' is not a register id"),
+    (_doc(registers=["1", "0x6030000000100002", "0x6020000000110001"]),
+     r"registers\[0\] = '1' is not a register id"),
+    (_doc(registers=[" 0x10", "0x6030000000100002", "0x6020000000110001"]),
+     r"registers\[0\] = ' 0x10'"),
+    (_doc(registers=["0x1_0", "0x6030000000100002", "0x6020000000110001"]), r"registers\[0\]"),
+    (_doc(registers=[-1, "0x6030000000100002", "0x6020000000110001"]),
+     r"registers\[0\] = -1 is not a register id"),
+    (_doc(registers=[1 << 64, "0x6030000000100002", "0x6020000000110001"]),
+     r"registers\[0\] = 18446744073709551616"),
+    (_doc(registers=["0x" + "f" * 17, "0x6030000000100002", "0x6020000000110001"]),
+     r"registers\[0\]"),
+    (_doc(registers=[True, "0x6030000000100002", "0x6020000000110001"]), r"registers\[0\]"),
+    (_doc(abi_version=True), "abi_version = True is not an integer"),
+    (_doc(abi_version=1.0), "abi_version = 1.0 is not an integer"),
+    (_doc(format=["x"] * 1000), r"format \['x', 'x',.*\.\.\. is not supported"),
+    (_doc(vcpus=[[1, 2, 3], 7]), r"vcpus\[1\] = 7"),
+    (_doc(vcpus=[[1, 2, 3], [1, 2, [3]]]), r"\[3\] is not an unsigned 64-bit value"),
+    ('{"vcpus": [], "vcpus": []}', "key 'vcpus' twice"),
+    ('{"a": NaN}', "NaN, which is not JSON"),
+    ('{"a": -Infinity}', "-Infinity, which is not JSON"),
+    ('{"a": ' + "9" * 618 + "}", "an integer of 618 digits: no register value has more than 617"),
+    ('{"a": -' + "9" * 5000 + "}", "an integer of 5000 digits"),
+    ('{"a": ' * 100_000 + "}" * 100_000, "nested too deeply"),
+    ("[" * 100_000, "nested too deeply"),
+    (b"\xff\xfe\x00{", "not UTF-8: byte 0xff at offset 0"),
+    (b'{"format": "\xff"}', "not UTF-8: byte 0xff at offset 12"),
+    ('{"a": 1}'.encode("utf-16"), "not UTF-8"),
+    ("", "not valid JSON"),
+])
+def test_json_input_is_refused_with_a_typed_error(text: str | bytes, message: str) -> None:
+    """Every bad JSON blob is a BlobError naming the key or value, in one short line: no
+    KeyError, no RecursionError, no wrapping, no unbounded integer conversion."""
+    with pytest.raises(BlobError, match=message) as e:
+        Blob.from_json(text)
+    assert "\n" not in str(e.value) and len(str(e.value)) < 300
+
+
+def test_json_accepts_integer_ids_and_the_widest_values() -> None:
+    blob = wide_blob()
+    obj = blob.to_json_obj()
+    obj["registers"] = [int(r, 16) for r in obj["registers"]]
+    assert Blob.from_json_obj(obj) == blob
+    text = blob.to_json()
+    assert str((1 << 2048) - 1) in text and Blob.from_json(text) == blob
+
+
+def _schema_validator() -> Any:
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema (the test extra) is "
+                                                          "not installed")
+    schema = blob_json.schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+@given(blobs())
+@prop
+def test_every_blob_validates_against_the_published_schema(blob: Blob) -> None:
+    _schema_validator().validate(json.loads(blob.to_json()))
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False)
+                     | st.text(max_size=20),
+                     lambda kids: st.lists(kids, max_size=4)
+                     | st.dictionaries(st.text(max_size=10), kids, max_size=4), max_leaves=12)
+
+
+@given(st.data())
+@prop
+def test_what_the_schema_refuses_the_loader_refuses(data: st.DataObject) -> None:
+    """The schema is not looser than the loader: a document it refuses, from_json refuses."""
+    validator = _schema_validator()
+    obj = json.loads(small_blob().to_json())
+    key = data.draw(st.sampled_from([*obj, "extra"]))
+    obj[key] = data.draw(_JSON)
+    if not validator.is_valid(obj):
+        with pytest.raises(BlobError):
+            Blob.from_json(json.dumps(obj))

@@ -31,7 +31,7 @@ from sdei_state.regs.sdei import (
 )
 from sdei_state.spec import Function, Ret
 from sdei_state.state import RESET_STATE, VcpuState
-from sdei_state.vcpu.sim import SimVcpu, SimVm
+from sdei_state.vcpu.sim import CallArgumentError, SimVcpu, SimVm
 from sdei_state.vcpu.transport import RegTransport
 
 U64 = (1 << 64) - 1
@@ -593,10 +593,29 @@ def test_call_loads_x0_to_x5_and_returns_the_outcome() -> None:
                        CpuReg.X6]) == (0, 0, 0, 0, 0, 0, 66)  # missing args are 0
     assert v.state.event(ASYNC_PF).ep_addr == 0x2000
     assert v.call(Function.EVENT_STATUS, [0x40400000]).ret == 1
-    with pytest.raises(ValueError):
-        v.call(Function.VERSION, [1, 2, 3, 4, 5, 6])
-    with pytest.raises(KeyError):
-        v.call("NO_SUCH_CALL")
+
+
+@pytest.mark.parametrize(("function", "args", "message"), [
+    (Function.VERSION, [1, 2, 3, 4, 5, 6], "at most 5 arguments"),
+    ("NO_SUCH_CALL", [], "function 'NO_SUCH_CALL': no SDEI function of that name"),
+    (-1, [], r"function -1: x0 holds 0 \.\. 2\*\*64 - 1"),
+    (1 << 64, [], "function 18446744073709551616: x0 holds"),
+    (1.0, [], "not float"),
+    (True, [], "not bool"),
+    ("EVENT_ENABLE", [-1], r"args\[0\] \(x1\) = -1: x1 holds 0"),
+    ("EVENT_ENABLE", [0, 1 << 64], r"args\[1\] \(x2\) = 18446744073709551616"),
+    ("EVENT_ENABLE", ["0"], "not an int but str"),
+    ("EVENT_ENABLE", "01", "a sequence of at most 5 ints"),
+])
+def test_call_refuses_what_no_register_holds(function: object, args: object,
+                                             message: str) -> None:
+    """No wrapping modulo 2**64 and no KeyError: a typed error naming the argument, and
+    nothing called (x0-x5 untouched)."""
+    v = SimVm(1).vcpus[0]
+    v.cpu.write({CpuReg.X0: 7, CpuReg.X1: 8})
+    with pytest.raises(CallArgumentError, match=message):
+        v.call(function, args)  # type: ignore[arg-type]
+    assert v.cpu.read([CpuReg.X0, CpuReg.X1]) == (7, 8) and not v.vm.has_run
 
 
 def test_inject_and_dispatch() -> None:

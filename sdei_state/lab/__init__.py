@@ -98,7 +98,8 @@ def run(cfg: LabConfig, command: str, *, share: Path | None = None,
 SUBCOMMANDS = ("setup", "build", "run", "test", "shell", "status", "clean")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser,
+            ) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("lab options")
     g.add_argument("--kernel", choices=tuple(KERNELS), default="6.12",
@@ -120,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     g.add_argument("-v", "--verbose", action="store_true",
                    help="also show the guest console (kernel and init messages)")
-    p = argparse.ArgumentParser(
+    p = parser_class(
         prog="sdei-state lab", description=__doc__.split("\n\n")[0] if __doc__ else None,
         epilog="`sdei-state lab [options] -- CMD` is short for `sdei-state lab run ...`.")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
@@ -178,12 +179,14 @@ def _status(cfg: LabConfig) -> int:
     return 0
 
 
-def main(argv: list[str]) -> int:
-    """``sdei-state lab ...``; returns the exit status (the guest command's for run/test)."""
+def main(argv: list[str],
+         parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser) -> int:
+    """``sdei-state lab ...``; returns the exit status (the guest command's for run/test).
+    ``parser_class`` lets the ``sdei-state`` command report option mistakes its own way."""
     argv = list(argv)
     if argv and argv[0] not in SUBCOMMANDS and argv[0] not in ("-h", "--help"):
         argv = ["run", *argv]
-    a = _parser().parse_args(argv)
+    a = _parser(parser_class).parse_args(argv)
     try:
         cfg = _config(a)
     except ValueError as e:

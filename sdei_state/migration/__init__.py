@@ -8,17 +8,8 @@ docs/migration.md.
 
 from __future__ import annotations
 
-from .blob import (
-    ABI_VERSION,
-    BLOB,
-    FORMAT_VERSION,
-    JSON_FORMAT,
-    MAGIC,
-    Blob,
-    VcpuRegisters,
-    blob_size,
-    format_table,
-)
+from .blob import Blob, VcpuRegisters
+from .blob_json import JSON_FORMAT
 from .preflight import (
     Destination,
     PreflightReport,
@@ -28,6 +19,7 @@ from .preflight import (
     preflight,
 )
 from .save import RestoreResult, restore_vcpu, restore_vm, save_vcpu, save_vm
+from .wire import ABI_VERSION, BLOB, FORMAT_VERSION, MAGIC, blob_size, format_table
 
 __all__ = [
     "ABI_VERSION",

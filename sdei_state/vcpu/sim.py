@@ -35,7 +35,7 @@ from types import MappingProxyType
 from typing import Final
 
 from ..cpu import CALL_ARGS, CpuReg, MemoryCpu
-from ..errors import KvmError, RegError, RegListTooSmall
+from ..errors import KvmError, RegError, RegListTooSmall, SdeiStateError
 from ..events import Event
 from ..machine import CallOutcome, Machine, affinity_of
 from ..regs import firmware, ids
@@ -79,6 +79,47 @@ SYS_IDS: Final[tuple[int, ...]] = tuple(sorted(_CPU_REG_IDS[r] for r in _SYS_REG
 def cpu_reg_id(reg: CpuReg) -> int:
     """The ONE_REG id that holds a CPU register of the model (``x0`` ... ``VBAR_EL1``)."""
     return _CPU_REG_IDS[reg]
+
+
+class CallArgumentError(SdeiStateError, ValueError):
+    """``SimVcpu.call`` was given something a guest cannot put in x0-x5: a function id or
+    argument that is not an unsigned 64-bit integer, an unknown function name, or more than 5
+    arguments. The message names which; nothing was called."""
+
+
+def _call_function(function: object) -> int:
+    if isinstance(function, str):
+        try:
+            return int(function_by_name(function))
+        except KeyError:
+            raise CallArgumentError(f"function {function[:40]!r}: no SDEI function of that "
+                                    "name (VERSION, EVENT_REGISTER, ...)") from None
+    if isinstance(function, bool) or not isinstance(function, int):
+        raise CallArgumentError(f"function {_shown(function)}: an SDEI function id is an int "
+                                "or a name, not " + type(function).__name__)
+    if not 0 <= function <= U64_MAX:
+        raise CallArgumentError(f"function {_shown(function)}: x0 holds 0 .. 2**64 - 1")
+    return int(function)
+
+
+def _call_args(args: object) -> list[int]:
+    if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
+        raise CallArgumentError(f"args {_shown(args)}: a sequence of at most 5 ints (x1-x5)")
+    if len(args) > 5:
+        raise CallArgumentError(f"an SDEI call takes at most 5 arguments (x1-x5), not {len(args)}")
+    for i, a in enumerate(args):
+        if isinstance(a, bool) or not isinstance(a, int):
+            raise CallArgumentError(f"args[{i}] (x{i + 1}) = {_shown(a)}: not an int but "
+                                    + type(a).__name__)
+        if not 0 <= a <= U64_MAX:
+            raise CallArgumentError(f"args[{i}] (x{i + 1}) = {_shown(a)}: x{i + 1} holds "
+                                    "0 .. 2**64 - 1")
+    return [int(a) for a in args]
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
 
 
 def _is_sdei_host(host: firmware.HostFirmware) -> bool:
@@ -300,12 +341,14 @@ class SimVcpu:
 
     def call(self, function: int | str, args: Sequence[int] = ()) -> CallOutcome:
         """Make an SDEI call as the guest does: x0 = function id (or spec name without the
-        ``SDEI_`` prefix), x1..x5 = ``args`` (missing ones 0), then serve the HVC."""
+        ``SDEI_`` prefix), x1..x5 = ``args`` (missing ones 0), then serve the HVC.
+
+        A register holds 64 bits, so the id and each argument must be an ``int`` in
+        0 .. 2**64 - 1 (a negative one is not wrapped: pass ``value & (2**64 - 1)``);
+        anything else, an unknown name or more than 5 arguments is a ``CallArgumentError``
+        and changes nothing."""
         self._check_init("KVM_RUN")
-        fid = function_by_name(function) if isinstance(function, str) else function
-        if len(args) > 5:
-            raise ValueError(f"an SDEI call takes at most 5 arguments (x1-x5), not {len(args)}")
-        values = [int(fid) & U64_MAX, *(int(a) & U64_MAX for a in args)]
+        values = [_call_function(function), *_call_args(args)]
         values += [0] * (len(CALL_ARGS) - len(values))
         self.cpu.write(dict(zip(CALL_ARGS, values, strict=True)))
         return self.vm.machine.hvc(self.index, self.cpu)
