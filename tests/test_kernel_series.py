@@ -138,3 +138,12 @@ def test_cached_image_is_used_without_building(tmp_path: Path,
 
     monkeypatch.setattr(kbuild, "_check_tools", no_tools)
     assert kbuild.build(cfg, Progress(quiet=True), ROOT) == kdir
+
+
+def test_kernel_build_refuses_a_foreign_cache_in_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    assert lab.main(["kernel", "build", "--cache", str(not_a_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "not a directory" in err

@@ -230,6 +230,7 @@ def _dispatch(a: argparse.Namespace, cfg: LabConfig, progress: Progress) -> int:
     if a.cmd == "kernel":
         from . import kbuild
 
+        cache.prepare(cfg.cache)  # CacheError (one line) for a directory that is not the lab's
         kbuild.build(cfg, progress, project_root())
         return 0
     share = a.share.resolve() if a.share else None
