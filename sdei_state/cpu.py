@@ -8,7 +8,7 @@ into one call, which is why the protocol works on sequences rather than single r
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from enum import IntEnum
 from typing import Final, Protocol, runtime_checkable
 
@@ -143,7 +143,3 @@ def reg_by_key(key: str) -> CpuReg:
         return CpuReg[k.upper()]
     except KeyError:
         raise KeyError(f"unknown CPU register {key!r}") from None
-
-
-def all_keys() -> Iterable[str]:
-    return (r.key for r in CpuReg)

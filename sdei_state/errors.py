@@ -1,8 +1,29 @@
-"""Exceptions. Every error a user can cause names what was wrong: register, field, value."""
+"""Exceptions. Every error a user can cause names what was wrong: register, field, value.
+
+This module imports nothing of the package, so every layer can raise these errors. How a
+register id is printed in a message belongs to the encoding layer: ``sdei_state.regs.ids``
+installs its printer with ``set_register_namer`` when it is imported (before any code that can
+raise ``RegError`` runs, since that code names its registers through ``regs.ids``).
+"""
 
 from __future__ import annotations
 
 import errno as _errno
+import os as _os
+from collections.abc import Callable
+
+
+def _unnamed(reg_id: int) -> str:
+    return "register"
+
+
+_namer: Callable[[int], str] = _unnamed
+
+
+def set_register_namer(namer: Callable[[int], str]) -> None:
+    """Install the function that prints a register id in ``RegError`` messages."""
+    global _namer
+    _namer = namer
 
 
 class SdeiStateError(Exception):
@@ -25,9 +46,8 @@ class RegError(SdeiStateError, OSError):
 
     @property
     def reg_name(self) -> str:
-        from .regs.ids import describe  # late: regs.ids imports nothing from here
-
-        return describe(self.reg_id)
+        """The register as the kernel's get-reg-list prints it (``KVM_REG_ARM_FW_REG(0) ...``)."""
+        return _namer(self.reg_id)
 
     @property
     def errname(self) -> str:
@@ -51,7 +71,7 @@ class KvmError(SdeiStateError, OSError):
     def __init__(self, err: int, what: str) -> None:
         self.what = what
         super().__init__(err, f"{what}: {_errno.errorcode.get(err, str(err))} "
-                              f"({__import__('os').strerror(err)})")
+                              f"({_os.strerror(err)})")
 
     def __str__(self) -> str:
         return str(self.args[1])

@@ -34,26 +34,9 @@ EVENTS: Final[tuple[Event, ...]] = (SW_SIGNALED, ASYNC_PF)
 """All events, by index."""
 
 _BY_NUMBER: Final = MappingProxyType({e.number: e for e in EVENTS})
-_BY_NAME: Final = MappingProxyType({e.name: e for e in EVENTS})
 
 
 def by_number(number: int) -> Event | None:
     """The event with this (full 64-bit) event number, or None. Upper bits set never match."""
     return _BY_NUMBER.get(number)
 
-
-def by_index(index: int) -> Event:
-    """The event at this table index; IndexError names the valid range."""
-    if not 0 <= index < len(EVENTS):
-        raise IndexError(f"event index {index} out of range 0..{len(EVENTS) - 1}")
-    return EVENTS[index]
-
-
-def by_name(name: str) -> Event:
-    """The event with this table name (``SW_SIGNALED``, ``ASYNC_PF``); KeyError if unknown."""
-    return _BY_NAME[name.upper()]
-
-
-def events_of_class(priority: Priority) -> tuple[Event, ...]:
-    """The events of one priority class, in index order."""
-    return tuple(e for e in EVENTS if e.priority == priority)

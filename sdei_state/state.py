@@ -1,19 +1,22 @@
-"""Immutable per-vCPU SDEI state and its invariants.
+"""Immutable per-vCPU SDEI state and its invariants: the one statement of each state rule.
 
-Construction rejects what DEN0054C calls undefined and what the register ABI refuses per
-register (DESIGN section 4): (Reg,Ena,Run) = (0,1,x), PENDING or RELATIVE without REGISTERED,
-an unaligned entry point, a context PSTATE that would return to EL2/EL3, values outside u64.
-The stricter *canonical* invariants that only the whole vCPU can show (no context for an idle
-class, no entry point for an unregistered event) are reported by ``VcpuState.canonical_problems``
-so that registers may be written one at a time, in any order, as KVM allows.
+Construction rejects what DEN0054C calls undefined (``event_flags_problem``: (Reg,Ena,Run) =
+(0,1,x), PENDING or RELATIVE without REGISTERED), a context PSTATE that would return to EL2/EL3
+(``context_pstate_problem``) and values outside u64. The stricter *canonical* facts that only
+the whole vCPU can show (no context for an idle class, no entry point or argument for an
+unregistered event, a non-zero entry point for a registered one) are reported by
+``VcpuState.canonical_problems``, so that registers may be written one at a time, in any order,
+as KVM allows. The register encoding (``sdei_state.regs``) imports these rules and adds only
+what is about the encoding: RES0 bits, EP_ADDR alignment, register names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
-from typing import Final
+from types import MappingProxyType
+from typing import Final, Literal, NamedTuple
 
 from .events import EVENTS, Event
 from .spec import CONTEXT_REGS, Priority, Status
@@ -60,6 +63,24 @@ class HandlerState(IntEnum):
 LEGAL_STATUS: Final = frozenset(int(s) for s in HandlerState)
 
 
+def event_flags_problem(
+    registered: bool, enabled: bool, running: bool, pending: bool, relative: bool
+) -> tuple[str, str] | None:
+    """Why one event's flags are no state at all, as (field at fault, reason), or None.
+
+    (Reg,Ena,Run) must be one of the six states of DEN0054C Table 13; a pending trigger and the
+    relative entry-point mode exist only for a registered handler."""
+    if int(registered) | int(enabled) << 1 | int(running) << 2 not in LEGAL_STATUS:
+        return ("ENABLED", f"(REGISTERED,ENABLED,RUNNING) = ({int(registered)},{int(enabled)},"
+                           f"{int(running)}) is not one of the six handler states of DEN0054C "
+                           "Table 13 (ENABLED without REGISTERED)")
+    if pending and not registered:
+        return ("PENDING", "PENDING set on an event that is not REGISTERED")
+    if relative and not registered:
+        return ("RELATIVE", "RELATIVE set on an event that is not REGISTERED")
+    return None
+
+
 # PSTATE fields the model touches (Arm ARM, SPSR_EL1 layout for AArch64).
 PSTATE_MODE_MASK: Final = 0x1F  # M[4] = nRW (1: AArch32), M[3:0] = EL and SP selection
 PSTATE_NRW: Final = 1 << 4
@@ -103,9 +124,46 @@ class Mode(IntEnum):
 CONTEXT_MODES: Final = frozenset({Mode.EL0T, Mode.EL1T, Mode.EL1H, Mode.AARCH32_USR})
 """Modes a saved context may hold: a restored context never returns the guest to EL2 or EL3."""
 
+MODE_NAMES: Final[Mapping[int, str]] = MappingProxyType({
+    Mode.EL0T: "EL0t",
+    Mode.EL1T: "EL1t",
+    Mode.EL1H: "EL1h",
+    Mode.EL2T: "EL2t",
+    Mode.EL2H: "EL2h",
+    Mode.EL3T: "EL3t",
+    Mode.EL3H: "EL3h",
+    Mode.AARCH32_USR: "AArch32 User",
+    # The other AArch32 modes (Arm ARM, PSTATE.M encodings), named only for messages.
+    0b10001: "AArch32 FIQ",
+    0b10010: "AArch32 IRQ",
+    0b10011: "AArch32 Supervisor",
+    0b10110: "AArch32 Monitor",
+    0b10111: "AArch32 Abort",
+    0b11010: "AArch32 Hyp",
+    0b11011: "AArch32 Undefined",
+    0b11111: "AArch32 System",
+})
+"""Names of PSTATE.M[4:0] values; a value missing here is no mode at all."""
+
+
+def mode_name(mode: int) -> str:
+    """``EL1h``, ``AArch32 User``, ... or ``not a mode``."""
+    return MODE_NAMES.get(mode, "not a mode")
+
+
+def context_pstate_problem(pstate: int) -> str | None:
+    """Why a saved context's PSTATE is refused (its mode is not one a context may hold), or
+    None. Only the mode is judged: the other bits are stored as given."""
+    mode = pstate & PSTATE_MODE_MASK
+    if mode in CONTEXT_MODES:
+        return None
+    return (f"PSTATE M[4:0] = {mode:#07b} ({mode_name(mode)}) is not AArch64 EL0t, EL1t, EL1h "
+            "or AArch32 User: a restored context must not return to EL2 or EL3")
+
 
 def pstate_mode_ok(pstate: int) -> bool:
-    return (pstate & PSTATE_MODE_MASK) in CONTEXT_MODES
+    """True if a context may hold ``pstate`` (``context_pstate_problem`` finds nothing)."""
+    return context_pstate_problem(pstate) is None
 
 
 def handler_entry_pstate(interrupted: int, sctlr_el1: int = RESET_SCTLR_EL1) -> int:
@@ -141,18 +199,12 @@ class EventState:
     ep_arg: int = 0
 
     def __post_init__(self) -> None:
-        if self.enabled and not self.registered:
-            raise StateError(
-                f"(Reg,Ena,Run) = (0,1,{int(self.running)}) is undefined in DEN0054C Table 13"
-            )
-        if self.pending and not self.registered:
-            raise StateError("PENDING set on an event that is not REGISTERED")
-        if self.relative and not self.registered:
-            raise StateError("RELATIVE set on an event that is not REGISTERED")
+        bad = event_flags_problem(self.registered, self.enabled, self.running, self.pending,
+                                  self.relative)
+        if bad is not None:
+            raise StateError(bad[1])
         _check_u64("ep_addr", self.ep_addr)
         _check_u64("ep_arg", self.ep_arg)
-        if self.ep_addr & 3:
-            raise StateError(f"ep_addr = {self.ep_addr:#x} is not 4-byte aligned")
 
     @property
     def handler_state(self) -> HandlerState:
@@ -182,11 +234,9 @@ class Context:
             _check_u64(f"x{i}", v)
         _check_u64("pc", self.pc)
         _check_u64("pstate", self.pstate)
-        if not pstate_mode_ok(self.pstate):
-            raise StateError(
-                f"pstate = {self.pstate:#x}: mode {self.pstate & PSTATE_MODE_MASK:#07b} is not "
-                "AArch64 EL0t, EL1t, EL1h or AArch32 User"
-            )
+        bad = context_pstate_problem(self.pstate)
+        if bad is not None:
+            raise StateError(f"pstate = {self.pstate:#x}: {bad}")
 
     @property
     def is_zero(self) -> bool:
@@ -194,6 +244,16 @@ class Context:
 
 
 ZERO_CONTEXT: Final = Context()
+
+
+class CanonicalProblem(NamedTuple):
+    """A fact of a state that no sequence of calls produces (DESIGN section 4)."""
+
+    part: Literal["context", "ep_addr", "ep_arg"]
+    """What is wrong: a class's context, or an event's entry point or argument."""
+    which: int
+    """The priority class (``context``) or the event index (``ep_addr``, ``ep_arg``)."""
+    text: str
 
 
 def _reset_events() -> tuple[EventState, ...]:
@@ -245,23 +305,32 @@ class VcpuState:
         """The running handler that a CONTEXT or COMPLETE call refers to: critical first."""
         return self.running_event(Priority.CRITICAL) or self.running_event(Priority.NORMAL)
 
-    def canonical_problems(self) -> list[str]:
-        """Cross-register facts the model could never produce (DESIGN section 4), as messages."""
-        problems: list[str] = []
+    def canonical_problems(self) -> list[CanonicalProblem]:
+        """Facts the model could never produce (DESIGN section 4): a non-zero context for a
+        class with no running handler; an entry point or argument for an unregistered event
+        (UNREGISTER and PRIVATE_RESET clear them); a registered event whose entry point is 0
+        (REGISTER refuses 0, so dispatch could never legitimately enter at 0)."""
+        problems: list[CanonicalProblem] = []
         for cls in Priority:
             if self.running_event(cls) is None and not self.contexts[cls].is_zero:
-                problems.append(
-                    f"{cls.name.lower()} context is non-zero but no {cls.name.lower()} "
-                    "handler is running"
-                )
+                name = cls.name.lower()
+                problems.append(CanonicalProblem(
+                    "context", cls, f"a non-zero {name} context, but no {name} handler is running"))
         for ev, es in self.pairs():
-            if not es.registered:
-                if es.ep_addr:
-                    problems.append(f"event {ev.name} is not registered but ep_addr = "
-                                    f"{es.ep_addr:#x}")
-                if es.ep_arg:
-                    problems.append(f"event {ev.name} is not registered but ep_arg = "
-                                    f"{es.ep_arg:#x}")
+            if es.registered:
+                if not es.ep_addr:
+                    problems.append(CanonicalProblem(
+                        "ep_addr", ev.index, f"entry point 0 for event {ev.index} ({ev.name}), "
+                        "which is REGISTERED: REGISTER refuses 0"))
+                continue
+            if es.ep_addr:
+                problems.append(CanonicalProblem(
+                    "ep_addr", ev.index, f"a non-zero entry point for event {ev.index} "
+                    f"({ev.name}), which is not REGISTERED"))
+            if es.ep_arg:
+                problems.append(CanonicalProblem(
+                    "ep_arg", ev.index, f"a non-zero argument for event {ev.index} "
+                    f"({ev.name}), which is not REGISTERED"))
         return problems
 
 

@@ -5,7 +5,8 @@ Shared by every test that needs SDEI states or register values:
 - ``event_states()``, ``contexts()``: any value the constructors accept;
 - ``vcpu_states()``: any ``VcpuState`` (every per-register-valid state, canonical or not);
 - ``canonical_vcpu_states()``: the states the model itself can produce (no context for an idle
-  class, no entry point or argument for an unregistered event);
+  class, no entry point or argument for an unregistered event, a non-zero entry point for a
+  registered one);
 - ``u64s()``: unsigned 64-bit values biased towards the edges a codec gets wrong;
 - ``reg_values(reg)``: values one SDEI register accepts on SET_ONE_REG.
 """
@@ -70,7 +71,8 @@ def contexts() -> st.SearchStrategy[Context]:
 
 @st.composite
 def event_states(draw: st.DrawFn, *, canonical: bool = False) -> EventState:
-    """Any valid EventState; ``canonical``: EP_ADDR and EP_ARG are 0 when not registered."""
+    """Any valid EventState; ``canonical``: EP_ADDR and EP_ARG are 0 when not registered, and
+    EP_ADDR is not 0 when registered (REGISTER refuses 0)."""
     hs = draw(st.sampled_from(list(HandlerState)))
     reg = hs.registered
     keep_ep = reg or not canonical
@@ -80,7 +82,8 @@ def event_states(draw: st.DrawFn, *, canonical: bool = False) -> EventState:
         running=hs.running,
         pending=reg and draw(st.booleans()),
         relative=reg and draw(st.booleans()),
-        ep_addr=draw(aligned_addrs()) if keep_ep else 0,
+        ep_addr=(draw(aligned_addrs().filter(bool) if canonical else aligned_addrs())
+                 if keep_ep else 0),
         ep_arg=draw(u64s()) if keep_ep else 0,
     )
 
@@ -106,7 +109,7 @@ def vcpu_states(draw: st.DrawFn) -> VcpuState:
 @st.composite
 def canonical_vcpu_states(draw: st.DrawFn) -> VcpuState:
     """A VcpuState the model could produce: contexts only for classes with a running handler,
-    entry points and arguments only for registered events."""
+    entry points and arguments only for registered events, never an entry point of 0."""
     events = draw(
         st.tuples(*[event_states(canonical=True) for _ in EVENTS]).filter(_one_running_per_class)
     )

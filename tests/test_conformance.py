@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from sdei_state import conformance as C
 from sdei_state import scenario
-from sdei_state.conformance import SCENARIOS, Conformance
 from sdei_state.events import EVENTS
 from sdei_state.regs import ids
 from sdei_state.regs.sdei import SDEI_REG_BY_NAME, SDEI_REG_IDS
+from sdei_state.scenario import conformance as C
+from sdei_state.scenario.conformance import SCENARIOS, Conformance
 from sdei_state.spec import VERSION_1_1_KVM, Ret
-from sdei_state.vcpu.sim import SimVm
+from sdei_state.vcpu.sim import SimVcpu
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "scenarios.md"
 
@@ -152,14 +152,14 @@ def test_written_out_constants_match_the_library() -> None:
     assert C.VERSION_1_1_KVM == VERSION_1_1_KVM
 
 
-def test_register_names_and_ids_match_the_register_modules() -> None:
+def test_register_names_and_ids_match_the_register_modules(sim_vcpu: SimVcpu) -> None:
     assert tuple(C.SDEI_IDS.values()) == SDEI_REG_IDS
     for name, rid in C.SDEI_IDS.items():
         assert SDEI_REG_BY_NAME[name].id == rid
         assert ids.parse(name) == rid
     for name, rid in C.FIRMWARE_IDS.items():
         assert ids.parse(name) == rid
-    listed = set(SimVm(1).vcpus[0].reg_list())
+    listed = set(sim_vcpu.reg_list())
     assert set(C.SDEI_IDS.values()) <= listed
     assert C.reg_name(C.SDEI_IDS["SDEI_CONTEXT(1, 19)"]) == "SDEI_CONTEXT(1, 19)"
     assert C.reg_name(0x6030_0000_0014_0101) == "0x6030000000140101"

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pytest
 
 from sdei_state.cpu import CpuReg, CpuRegs
-from sdei_state.kvm import arm64
+from sdei_state.regs import ids
 from sdei_state.vcpu.kvm_cpu import REG_IDS, SP_BY_MODE, KvmCpu, sp_reg_id
 from sdei_state.vcpu.transport import RegTransport
 
@@ -57,16 +57,16 @@ def test_register_ids() -> None:
 
 
 @pytest.mark.parametrize(("mode", "reg"), [
-    (0b00000, arm64.REG_SP_EL0),  # EL0t
-    (0b00100, arm64.REG_SP_EL0),  # EL1t
-    (0b00101, arm64.REG_SP_EL1),  # EL1h
-    (0b10000, arm64.REG_X[13]),  # AArch32 User
-    (0b10011, arm64.REG_X[19]),  # AArch32 SVC
+    (0b00000, ids.REG_SP_EL0),  # EL0t
+    (0b00100, ids.REG_SP_EL0),  # EL1t
+    (0b00101, ids.REG_SP_EL1),  # EL1h
+    (0b10000, ids.REG_X[13]),  # AArch32 User
+    (0b10011, ids.REG_X[19]),  # AArch32 SVC
 ])
 def test_sp_follows_the_mode(mode: int, reg: int) -> None:
     fake = FakeVcpu()
-    fake.regs.update({arm64.REG_PSTATE: 0x3C0 | mode, reg: 0xABC0,
-                      arm64.REG_X[1]: 11, arm64.REG_PC: 0x1000})
+    fake.regs.update({ids.REG_PSTATE: 0x3C0 | mode, reg: 0xABC0,
+                      ids.REG_X[1]: 11, ids.REG_PC: 0x1000})
     cpu = KvmCpu(fake)
     assert cpu.read([CpuReg.X1, CpuReg.SP, CpuReg.PC]) == (11, 0xABC0, 0x1000)
     cpu.write({CpuReg.SP: 0x5550})
@@ -74,8 +74,8 @@ def test_sp_follows_the_mode(mode: int, reg: int) -> None:
     # Writing PSTATE with SP: the new PSTATE decides, no extra read.
     fake.calls.clear()
     cpu.write({CpuReg.PSTATE: 0x3C5, CpuReg.SP: 0x7770})
-    assert fake.calls == [("set", (arm64.REG_PSTATE, arm64.REG_SP_EL1))]
-    assert fake.regs[arm64.REG_SP_EL1] == 0x7770
+    assert fake.calls == [("set", (ids.REG_PSTATE, ids.REG_SP_EL1))]
+    assert fake.regs[ids.REG_SP_EL1] == 0x7770
 
 
 def test_one_round_trip_per_call() -> None:
@@ -88,7 +88,7 @@ def test_one_round_trip_per_call() -> None:
 
 def test_el2_has_no_sp_and_bad_values_are_refused() -> None:
     fake = FakeVcpu()
-    fake.regs[arm64.REG_PSTATE] = 0b01001  # EL2h
+    fake.regs[ids.REG_PSTATE] = 0b01001  # EL2h
     cpu = KvmCpu(fake)
     with pytest.raises(ValueError, match="no stack pointer"):
         cpu.read([CpuReg.SP])
@@ -96,10 +96,10 @@ def test_el2_has_no_sp_and_bad_values_are_refused() -> None:
         cpu.write({CpuReg.X3: -1})
     with pytest.raises(ValueError, match="different values"):
         cpu.write({CpuReg.PSTATE: 0b10000, CpuReg.SP: 1, CpuReg.X13: 2})
-    assert fake.calls == [("get", (arm64.REG_PSTATE, arm64.REG_SP_EL0, arm64.REG_SP_EL1))]
+    assert fake.calls == [("get", (ids.REG_PSTATE, ids.REG_SP_EL0, ids.REG_SP_EL1))]
 
 
 def test_every_aarch64_sp_mode_covered() -> None:
     for m in (0b00000, 0b00100, 0b00101, 0b01000):
-        assert sp_reg_id(m) in (arm64.REG_SP_EL0, arm64.REG_SP_EL1)
+        assert sp_reg_id(m) in (ids.REG_SP_EL0, ids.REG_SP_EL1)
     assert len(SP_BY_MODE) == 12

@@ -22,6 +22,7 @@ from sdei_state.kvm import arm64, ffi, ioctls
 from sdei_state.kvm.caps import Cap
 from sdei_state.kvm.exits import ExitReason, SystemEventType
 from sdei_state.kvm.ffi import Backend
+from sdei_state.regs import firmware, ids
 
 
 @pytest.fixture(params=["abi", "api"])
@@ -57,19 +58,20 @@ def test_ioctl_sizes_match_cdefs(be: Backend) -> None:
 def test_core_reg_offsets_match_cdefs(be: Backend) -> None:
     off = be.ffi.offsetof
     s = "struct kvm_regs_core"
-    assert arm64.REG_X[7] == arm64.core_reg(off(s, "regs") + off("struct user_pt_regs", "regs")
-                                            + 7 * 8)
-    assert arm64.core_reg(off("struct user_pt_regs", "sp")) == arm64.REG_SP_EL0
-    assert arm64.core_reg(off("struct user_pt_regs", "pc")) == arm64.REG_PC
-    assert arm64.core_reg(off("struct user_pt_regs", "pstate")) == arm64.REG_PSTATE
-    assert arm64.core_reg(off(s, "sp_el1")) == arm64.REG_SP_EL1
-    assert arm64.core_reg(off(s, "elr_el1")) == arm64.REG_ELR_EL1
-    assert arm64.core_reg(off(s, "spsr") + 8 * arm64.KVM_SPSR_EL1) == arm64.REG_SPSR_EL1
+    regs = off(s, "regs")
+    by_member = {c.member: c for c in ids.CORE_MEMBERS}
+    for member, offset in (("regs.regs[7]", regs + off("struct user_pt_regs", "regs") + 7 * 8),
+                           ("regs.sp", regs + off("struct user_pt_regs", "sp")),
+                           ("regs.pc", regs + off("struct user_pt_regs", "pc")),
+                           ("regs.pstate", regs + off("struct user_pt_regs", "pstate")),
+                           ("sp_el1", off(s, "sp_el1")), ("elr_el1", off(s, "elr_el1")),
+                           (f"spsr[{ids.KVM_SPSR_EL1}]", off(s, "spsr") + 8 * ids.KVM_SPSR_EL1)):
+        assert by_member[member].offset == offset // 4, member  # KVM_REG_ARM_CORE_REG()
     # Spelled out as the kernel's get-reg-list selftest prints them.
-    assert arm64.REG_X[0] == 0x6030000000100000
-    assert arm64.REG_PC == 0x6030000000100040
-    assert arm64.REG_PSTATE == 0x6030000000100042
-    assert arm64.REG_VBAR_EL1 == 0x603000000013C600
+    assert ids.REG_X[0] == 0x6030000000100000
+    assert ids.REG_PC == 0x6030000000100040
+    assert ids.REG_PSTATE == 0x6030000000100042
+    assert ids.REG_VBAR_EL1 == 0x603000000013C600
 
 
 # -- against the C headers --------------------------------------------------------------------
@@ -113,7 +115,7 @@ def _generic_checks(be: Backend) -> list[tuple[str, str, str, int]]:
     out += [(f"KVM_SYSTEM_EVENT_{t.name}", f"KVM_SYSTEM_EVENT_{t.name}",
              f"KVM_SYSTEM_EVENT_{t.name}", t.value) for t in SystemEventType]
     out.append(("KVM_REG_SIZE_U64", "KVM_REG_SIZE_U64", "KVM_REG_SIZE_U64",
-                arm64.KVM_REG_SIZE_U64))
+                ids.KVM_REG_SIZE_U64))
     return out
 
 
@@ -133,22 +135,22 @@ def _arm64_checks(be: Backend) -> list[tuple[str, str, str, int]]:
          arm64.KVM_ARM_VM_SMCCC_CTRL),
         ("KVM_ARM_VM_SMCCC_FILTER", "KVM_ARM_VM_SMCCC_FILTER", "KVM_ARM_VM_SMCCC_FILTER",
          arm64.KVM_ARM_VM_SMCCC_FILTER),
-        ("KVM_SPSR_EL1", "", "KVM_SPSR_EL1", arm64.KVM_SPSR_EL1),
+        ("KVM_SPSR_EL1", "", "KVM_SPSR_EL1", ids.KVM_SPSR_EL1),
     ]
     core = "KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_CORE | KVM_REG_ARM_CORE_REG"
     for label, field, ours in (
-        ("x0", "regs.regs[0]", arm64.REG_X[0]), ("x30", "regs.regs[30]", arm64.REG_X[30]),
-        ("sp", "regs.sp", arm64.REG_SP_EL0), ("pc", "regs.pc", arm64.REG_PC),
-        ("pstate", "regs.pstate", arm64.REG_PSTATE), ("sp_el1", "sp_el1", arm64.REG_SP_EL1),
-        ("elr_el1", "elr_el1", arm64.REG_ELR_EL1),
-        ("spsr[EL1]", "spsr[KVM_SPSR_EL1]", arm64.REG_SPSR_EL1),
+        ("x0", "regs.regs[0]", ids.REG_X[0]), ("x30", "regs.regs[30]", ids.REG_X[30]),
+        ("sp", "regs.sp", ids.REG_SP_EL0), ("pc", "regs.pc", ids.REG_PC),
+        ("pstate", "regs.pstate", ids.REG_PSTATE), ("sp_el1", "sp_el1", ids.REG_SP_EL1),
+        ("elr_el1", "elr_el1", ids.REG_ELR_EL1),
+        ("spsr[EL1]", "spsr[KVM_SPSR_EL1]", ids.REG_SPSR_EL1),
     ):
         out.append((f"core {label}", "", f"{core}({field})", ours))
     out += [
-        ("VBAR_EL1", "", "ARM64_SYS_REG(3, 0, 12, 0, 0)", arm64.REG_VBAR_EL1),
-        ("KVM_REG_ARM_PSCI_VERSION", "", "KVM_REG_ARM_PSCI_VERSION", arm64.REG_PSCI_VERSION),
+        ("VBAR_EL1", "", "ARM64_SYS_REG(3, 0, 12, 0, 0)", ids.REG_VBAR_EL1),
+        ("KVM_REG_ARM_PSCI_VERSION", "", "KVM_REG_ARM_PSCI_VERSION", firmware.PSCI_VERSION),
         ("KVM_REG_ARM_STD_BMAP", "KVM_REG_ARM_STD_BMAP", "KVM_REG_ARM_STD_BMAP",
-         arm64.REG_STD_BMAP),
+         firmware.STD_BMAP),
     ]
     out += [(f"KVM_ARM_VCPU_{v.name}", f"KVM_ARM_VCPU_{v.name}", f"KVM_ARM_VCPU_{v.name}",
              v.value) for v in arm64.VcpuFeature]

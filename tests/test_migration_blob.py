@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import struct
 import zlib
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sdei_state.errors import BlobError
@@ -31,9 +30,8 @@ from sdei_state.regs import ids
 from sdei_state.vcpu.sim import SimVm
 
 U64 = (1 << 64) - 1
-HEAVY = os.environ.get("SDEI_HEAVY") == "1"
-prop = settings(max_examples=1000 if HEAVY else 80, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow])
+# 80 examples in the dev profile, 800 in ci (tests/conftest.py).
+prop = settings(max_examples=settings().max_examples * 8 // 10)
 DOC = Path(__file__).resolve().parent.parent / "docs" / "migration.md"
 
 HEADER = 24  # magic 8, format 2, abi 2, nr_regs 4, nr_vcpus 4, row_words 4 (written out)

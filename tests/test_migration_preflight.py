@@ -4,6 +4,7 @@ destinations. Expected levels, versions and bits are written out from the upstre
 from __future__ import annotations
 
 import pytest
+from conftest import SimVmFactory
 
 from sdei_state.cpu import CpuReg
 from sdei_state.errors import RestoreError
@@ -21,7 +22,6 @@ from sdei_state.migration.preflight import check_vcpu
 from sdei_state.regs import firmware
 from sdei_state.regs.firmware import HostFirmware, PsciVersion
 from sdei_state.regs.sdei import SDEI_REG_IDS
-from sdei_state.vcpu.sim import SimVm
 
 PSCI, WA1, WA2, WA3 = (0x6030_0000_0014_0000 + n for n in range(4))
 STD, STD_HYP, VENDOR, VENDOR_2 = (0x6030_0000_0016_0000 + n for n in range(4))
@@ -56,20 +56,20 @@ def problems(report: PreflightReport) -> list[tuple[int | None, int | None]]:
 # -- verdicts on simulated VMs -----------------------------------------------------------
 
 
-def test_same_host_is_ok() -> None:
-    src = SimVm(2)
+def test_same_host_is_ok(sim_vm: SimVmFactory) -> None:
+    src = sim_vm(2)
     src.vcpus[0].call("EVENT_REGISTER", [0, 0x1000, 0, 0, 0])
-    report = preflight(save_vm(src.vcpus), SimVm(2).vcpus)
+    report = preflight(save_vm(src.vcpus), sim_vm(2).vcpus)
     assert report.ok and report.verdict == "ok"
     assert report.problems == () and report.dropped == () and report.added == ()
     assert report.as_json() == {"verdict": "ok", "problems": [], "dropped": [], "added": []}
 
 
-def test_sdei_state_cannot_go_to_a_stock_kernel() -> None:
-    src = SimVm(1)
+def test_sdei_state_cannot_go_to_a_stock_kernel(sim_vm: SimVmFactory) -> None:
+    src = sim_vm(1)
     src.vcpus[0].set_reg(PSCI, 0x10001)
     src.vcpus[0].call("EVENT_REGISTER", [0, 0x1000, 0, 0, 0])
-    report = preflight(save_vm(src.vcpus), SimVm(1, host=firmware.HOST_LINUX_6_12).vcpus)
+    report = preflight(save_vm(src.vcpus), sim_vm(1, host=firmware.HOST_LINUX_6_12).vcpus)
     assert report.verdict == "refused"
     assert (None, STD) in problems(report)  # bit 1 (SDEI) unknown there
     assert (0, 0x6030_0000_0014_0110) in problems(report)  # EVENT_STATE(0) = REGISTERED
@@ -79,12 +79,12 @@ def test_sdei_state_cannot_go_to_a_stock_kernel() -> None:
     assert "reset value 0x0, saved 0x1000" in text
 
 
-def test_idle_sdei_with_the_gate_off_drops_to_a_stock_kernel() -> None:
-    src = SimVm(1)
+def test_idle_sdei_with_the_gate_off_drops_to_a_stock_kernel(sim_vm: SimVmFactory) -> None:
+    src = sim_vm(1)
     src.vcpus[0].set_reg(STD, 0x1)  # the VMM turned SDEI off before the guest ran
     src.vcpus[0].call("VERSION")  # NOT_SUPPORTED, and the VM has run
     blob = save_vm(src.vcpus)
-    dst = SimVm(1, host=firmware.HOST_LINUX_6_12)
+    dst = sim_vm(1, host=firmware.HOST_LINUX_6_12)
     report = preflight(blob, dst.vcpus)
     assert report.ok, str(report)
     assert report.dropped == SDEI_REG_IDS
@@ -93,10 +93,10 @@ def test_idle_sdei_with_the_gate_off_drops_to_a_stock_kernel() -> None:
     assert dst.vcpus[0].get_reg(STD) == 0x1
 
 
-def test_a_stock_source_goes_to_an_sdei_host_with_reset_sdei_state() -> None:
-    src = SimVm(1, host=firmware.HOST_LINUX_6_12)
+def test_a_stock_source_goes_to_an_sdei_host_with_reset_sdei_state(sim_vm: SimVmFactory) -> None:
+    src = sim_vm(1, host=firmware.HOST_LINUX_6_12)
     blob = save_vm(src.vcpus)
-    dst = SimVm(1)
+    dst = sim_vm(1)
     report = preflight(blob, dst.vcpus)
     assert report.ok and report.added == SDEI_REG_IDS
     dst.vcpus[0].set_reg(SDEI_VCPU_STATE, 0)
@@ -237,25 +237,25 @@ def test_vm_wide_registers_must_agree_across_vcpus() -> None:
 # -- the VM ------------------------------------------------------------------------------
 
 
-def test_vcpu_count_must_match() -> None:
-    report = preflight(save_vm(SimVm(2).vcpus), SimVm(1).vcpus)
+def test_vcpu_count_must_match(sim_vm: SimVmFactory) -> None:
+    report = preflight(save_vm(sim_vm(2).vcpus), sim_vm(1).vcpus)
     assert problems(report) == [(None, None)]
     assert "2 vCPU(s), the destination has 1" in str(report)
-    assert preflight(save_vm(SimVm(2).vcpus), dest(firmware.HOST_SDEI, (
-        *SimVm(1).reg_ids,))).ok  # a description without a count accepts any
+    assert preflight(save_vm(sim_vm(2).vcpus), dest(firmware.HOST_SDEI, (
+        *sim_vm(1).reg_ids,))).ok  # a description without a count accepts any
 
 
-def test_unreadable_destination() -> None:
-    report = preflight(save_vm(SimVm(1).vcpus), SimVm(1, initialized=False).vcpus)
+def test_unreadable_destination(sim_vm: SimVmFactory) -> None:
+    report = preflight(save_vm(sim_vm(1).vcpus), sim_vm(1, initialized=False).vcpus)
     assert not report.ok and "cannot read the destination" in str(report)
 
 
-def test_the_sdei_block_is_validated_per_vcpu() -> None:
-    blob = save_vm(SimVm(2).vcpus)
+def test_the_sdei_block_is_validated_per_vcpu(sim_vm: SimVmFactory) -> None:
+    blob = save_vm(sim_vm(2).vcpus)
     rows = [list(r) for r in blob.rows]
     rows[1][blob.reg_ids.index(EP_ADDR_0)] = 0x1000  # entry point of an unregistered event
     bad = Blob(blob.reg_ids, tuple(tuple(r) for r in rows))
-    report = preflight(bad, SimVm(2).vcpus)
+    report = preflight(bad, sim_vm(2).vcpus)
     assert problems(report) == [(1, EP_ADDR_0)]
     assert "vCPU 1: SDEI_EVENT_EP_ADDR(0) (0x6030000000140120)" in str(report)
     assert report.as_json()["problems"][0]["name"] == "SDEI_EVENT_EP_ADDR(0)"
@@ -265,15 +265,15 @@ def test_the_sdei_block_is_validated_per_vcpu() -> None:
 
 
 @pytest.mark.parametrize("preset", sorted(firmware.PRESETS))
-def test_infer_host_from_a_fresh_vcpu(preset: str) -> None:
+def test_infer_host_from_a_fresh_vcpu(preset: str, sim_vm: SimVmFactory) -> None:
     h = firmware.PRESETS[preset]
-    inferred = infer_host(SimVm(1, host=h).vcpus[0])
+    inferred = infer_host(sim_vm(1, host=h).vcpus[0])
     assert (inferred.psci_max, inferred.wa_levels, inferred.bitmaps) == (
         h.psci_max, h.wa_levels, h.bitmaps)
 
 
-def test_destination_of_vcpus_reads_without_writing() -> None:
-    vm = SimVm(3)
+def test_destination_of_vcpus_reads_without_writing(sim_vm: SimVmFactory) -> None:
+    vm = sim_vm(3)
     vm.vcpus[0].call("VERSION")
     d = Destination.of_vcpus(vm.vcpus)
     assert d.reg_ids == frozenset(vm.reg_ids) and d.host is firmware.HOST_SDEI
@@ -321,11 +321,11 @@ def test_a_core_pstate_the_destination_refuses_is_reported(pstate: int, ok: bool
         assert f"{pstate:#x}" in str(report) and "set_core_reg" in str(report)
 
 
-def test_restore_refuses_a_saved_el2_pstate_before_writing_anything() -> None:
-    src = SimVm(1)
+def test_restore_refuses_a_saved_el2_pstate_before_writing_anything(sim_vm: SimVmFactory) -> None:
+    src = sim_vm(1)
     src.vcpus[0].cpu.write({CpuReg.PSTATE: 0x9, CpuReg.X0: 7})  # at EL2h, as a nested guest
     blob = save_vm(src.vcpus)
-    dst = SimVm(1)
+    dst = sim_vm(1)
     before = dst.vcpus[0].get_regs(dst.reg_ids)
     with pytest.raises(RestoreError) as e:
         restore_vm(dst.vcpus, blob)

@@ -5,11 +5,11 @@ critical handler nested on a normal one."""
 from __future__ import annotations
 
 import errno
-import os
 from collections.abc import Sequence
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from conftest import SimVmFactory
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import canonical_vcpu_states, u64s, vcpu_states
 
@@ -30,9 +30,8 @@ from sdei_state.spec import Function, Ret
 from sdei_state.state import VcpuState
 from sdei_state.vcpu.sim import SimVcpu, SimVm
 
-HEAVY = os.environ.get("SDEI_HEAVY") == "1"
-prop = settings(max_examples=500 if HEAVY else 40, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow])
+# 40 examples in the dev profile, 400 in ci (tests/conftest.py): each saves and restores VMs.
+prop = settings(max_examples=settings().max_examples * 4 // 10)
 
 EV0, EV1 = SW_SIGNALED.number, ASYNC_PF.number
 NORMAL_EP, CRITICAL_EP, RESUME = 0xFFFF_8000_1000_0000, 0xFFFF_8000_2000_0000, 0xFFFF_8000_0300
@@ -62,11 +61,10 @@ def registers(vm: SimVm) -> list[list[int]]:
 # -- round trips -------------------------------------------------------------------------
 
 
-def test_save_vcpu_follows_the_reg_list() -> None:
-    v = SimVm(1).vcpus[0]
-    saved = save_vcpu(v)
-    assert saved.reg_ids == v.reg_list()
-    assert list(saved.row) == v.get_regs(v.reg_list())
+def test_save_vcpu_follows_the_reg_list(sim_vcpu: SimVcpu) -> None:
+    saved = save_vcpu(sim_vcpu)
+    assert saved.reg_ids == sim_vcpu.reg_list()
+    assert list(saved.row) == sim_vcpu.get_regs(sim_vcpu.reg_list())
 
 
 @prop
@@ -101,20 +99,20 @@ def test_restore_succeeds_whatever_the_destination_held(
     assert dst.vcpus[0].state == state
 
 
-def test_restore_vcpu_takes_a_plain_mapping() -> None:
-    src = SimVm(1)
+def test_restore_vcpu_takes_a_plain_mapping(sim_vm: SimVmFactory) -> None:
+    src = sim_vm(1)
     src.vcpus[0].call("EVENT_REGISTER", [EV0, 0x1000, 1, 0, 0])
     saved = save_vcpu(src.vcpus[0]).as_dict()
-    dst = SimVm(1)
+    dst = sim_vm(1)
     restore_vcpu(dst.vcpus[0], saved)
     assert save_vcpu(dst.vcpus[0]).as_dict() == saved
 
 
-def test_restore_through_json() -> None:
-    src = SimVm(2)
+def test_restore_through_json(sim_vm: SimVmFactory) -> None:
+    src = sim_vm(2)
     src.vcpus[1].call("EVENT_REGISTER", [EV1, 0x1000, 1, 0, 0])
     blob = save_vm(src.vcpus)
-    dst = SimVm(2)
+    dst = sim_vm(2)
     restore_vm(dst.vcpus, Blob.from_json(blob.to_json()))
     assert registers(dst) == registers(src)
 
@@ -138,53 +136,53 @@ def with_value(blob: Blob, vcpu: int, reg_id: int, value: int) -> Blob:
     return Blob(blob.reg_ids, tuple(tuple(r) for r in rows))
 
 
-def test_a_context_without_a_running_handler_is_refused() -> None:
-    blob = with_value(save_vm(SimVm(2).vcpus), 1, CONTEXT_0_3, 0x1234)
-    err = refused(SimVm(2), blob)
+def test_a_context_without_a_running_handler_is_refused(sim_vm: SimVmFactory) -> None:
+    blob = with_value(save_vm(sim_vm(2).vcpus), 1, CONTEXT_0_3, 0x1234)
+    err = refused(sim_vm(2), blob)
     assert err.reg_id == CONTEXT_0_3
     assert "vCPU 1" in str(err) and "SDEI_CONTEXT(0, 3)" in str(err)
     assert "0x6030000000140143" in str(err) and "no normal handler is running" in str(err)
 
 
-def test_an_invalid_register_value_is_refused() -> None:
-    blob = with_value(save_vm(SimVm(1).vcpus), 0, EVENT_STATE_0, 0x2)
-    err = refused(SimVm(1), blob)
+def test_an_invalid_register_value_is_refused(sim_vm: SimVmFactory) -> None:
+    blob = with_value(save_vm(sim_vm(1).vcpus), 0, EVENT_STATE_0, 0x2)
+    err = refused(sim_vm(1), blob)
     assert err.reg_id == EVENT_STATE_0 and "ENABLED" in str(err)
 
 
-def test_refusal_counts_the_other_problems() -> None:
-    blob = with_value(save_vm(SimVm(1).vcpus), 0, EVENT_STATE_0, 0x2)
+def test_refusal_counts_the_other_problems(sim_vm: SimVmFactory) -> None:
+    blob = with_value(save_vm(sim_vm(1).vcpus), 0, EVENT_STATE_0, 0x2)
     blob = with_value(blob, 0, 0x6030_0000_0014_0123, 5)  # EP_ARG(1), event 1 unregistered
-    assert "1 more problem" in str(refused(SimVm(1), blob))
+    assert "1 more problem" in str(refused(sim_vm(1), blob))
 
 
-def test_a_less_safe_destination_is_refused() -> None:
-    src = SimVm(1, host=firmware.HOST_LINUX_6_18_NEOVERSE)  # WA3 AVAIL
+def test_a_less_safe_destination_is_refused(sim_vm: SimVmFactory) -> None:
+    src = sim_vm(1, host=firmware.HOST_LINUX_6_18_NEOVERSE)  # WA3 AVAIL
     src.vcpus[0].set_reg(0x6030_0000_0014_0000, 0x10001)  # PSCI 1.1, which 6.12 accepts
     blob = save_vm(src.vcpus)
-    err = refused(SimVm(1, host=firmware.HOST_LINUX_6_12), blob)  # WA3 NOT_AVAIL
+    err = refused(sim_vm(1, host=firmware.HOST_LINUX_6_12), blob)  # WA3 NOT_AVAIL
     assert err.reg_id == WA3 and "less safe" in str(err)
 
 
-def test_a_bitmap_change_on_a_destination_that_has_run_is_refused() -> None:
-    src = SimVm(1)
+def test_a_bitmap_change_on_a_destination_that_has_run_is_refused(sim_vm: SimVmFactory) -> None:
+    src = sim_vm(1)
     src.vcpus[0].set_reg(STD_BMAP, 0x3 & ~0x2)
     blob = save_vm(src.vcpus)
-    dst = SimVm(1)
+    dst = sim_vm(1)
     dst.vcpus[0].call("VERSION")
     err = refused(dst, blob)
     assert err.reg_id == STD_BMAP and "has run" in str(err)
 
 
-def test_vcpu_count_must_match() -> None:
-    err = refused(SimVm(3), save_vm(SimVm(2).vcpus))
+def test_vcpu_count_must_match(sim_vm: SimVmFactory) -> None:
+    err = refused(sim_vm(3), save_vm(sim_vm(2).vcpus))
     assert "2 vCPU(s)" in str(err) and "has 3" in str(err)
 
 
-def test_restore_vcpu_refuses_before_writing() -> None:
-    saved = save_vcpu(SimVm(1).vcpus[0]).as_dict()
+def test_restore_vcpu_refuses_before_writing(sim_vm: SimVmFactory) -> None:
+    saved = save_vcpu(sim_vm(1).vcpus[0]).as_dict()
     saved[CONTEXT_0_3] = 1
-    v = SimVm(1).vcpus[0]
+    v = sim_vm(1).vcpus[0]
     v.set_reg(PC_ID, 0x4444)
     with pytest.raises(RestoreError) as e:
         restore_vcpu(v, saved)
@@ -192,12 +190,12 @@ def test_restore_vcpu_refuses_before_writing() -> None:
     assert v.get_reg(PC_ID) == 0x4444
 
 
-def test_uninitialized_destination_is_refused() -> None:
-    blob = save_vm(SimVm(1).vcpus)
+def test_uninitialized_destination_is_refused(sim_vm: SimVmFactory) -> None:
+    blob = save_vm(sim_vm(1).vcpus)
     with pytest.raises(RestoreError, match="cannot read the destination"):
-        restore_vm(SimVm(1, initialized=False).vcpus, blob)
+        restore_vm(sim_vm(1, initialized=False).vcpus, blob)
     with pytest.raises(RestoreError, match="cannot read the destination"):
-        restore_vcpu(SimVm(1, initialized=False).vcpus[0], blob.vcpu(0))
+        restore_vcpu(sim_vm(1, initialized=False).vcpus[0], blob.vcpu(0))
 
 
 # -- failures during the write -----------------------------------------------------------
@@ -233,11 +231,11 @@ class Faulty:
             self.inner.set_reg(rid, value)
 
 
-def test_a_failing_write_names_the_register_and_the_count() -> None:
-    src = SimVm(1)
+def test_a_failing_write_names_the_register_and_the_count(sim_vm: SimVmFactory) -> None:
+    src = sim_vm(1)
     src.vcpus[0].call("EVENT_REGISTER", [EV0, 0x1000, 1, 0, 0])
     saved = save_vcpu(src.vcpus[0])
-    dst = SimVm(1)
+    dst = sim_vm(1)
     with pytest.raises(RestoreError) as e:
         restore_vcpu(Faulty(dst.vcpus[0], fail_set=EVENT_STATE_0), saved)
     order = sorted(saved.reg_ids)
@@ -247,26 +245,26 @@ def test_a_failing_write_names_the_register_and_the_count() -> None:
     assert dst.vcpus[0].get_reg(order[e.value.written - 1]) == saved[order[e.value.written - 1]]
 
 
-def test_a_wrong_read_back_is_reported() -> None:
-    saved = save_vcpu(SimVm(1).vcpus[0])
+def test_a_wrong_read_back_is_reported(sim_vm: SimVmFactory) -> None:
+    saved = save_vcpu(sim_vm(1).vcpus[0])
     with pytest.raises(RestoreError) as e:
-        restore_vcpu(Faulty(SimVm(1).vcpus[0], lie_get=PC_ID), saved)
+        restore_vcpu(Faulty(sim_vm(1).vcpus[0], lie_get=PC_ID), saved)
     assert e.value.reg_id == PC_ID and "read back" in str(e.value)
 
 
-def test_workarounds_are_not_compared_on_read_back() -> None:
-    src = SimVm(1, host=firmware.HOST_LINUX_6_12)  # WA3 0
+def test_workarounds_are_not_compared_on_read_back(sim_vm: SimVmFactory) -> None:
+    src = sim_vm(1, host=firmware.HOST_LINUX_6_12)  # WA3 0
     blob = save_vm(src.vcpus)
-    dst = SimVm(1, host=firmware.HOST_LINUX_6_18_NEOVERSE)  # WA3 1: safer, reads back 1
+    dst = sim_vm(1, host=firmware.HOST_LINUX_6_18_NEOVERSE)  # WA3 1: safer, reads back 1
     restore_vm(dst.vcpus, blob)
     assert dst.vcpus[0].get_reg(WA3) == 1
 
 
-def test_inferred_host_restores_like_the_known_one() -> None:
-    src = SimVm(1)
+def test_inferred_host_restores_like_the_known_one(sim_vm: SimVmFactory) -> None:
+    src = sim_vm(1)
     src.vcpus[0].call("EVENT_REGISTER", [EV0, 0x1000, 1, 0, 0])
     saved = save_vcpu(src.vcpus[0])
-    dst = SimVm(1)
+    dst = sim_vm(1)
     restore_vcpu(Faulty(dst.vcpus[0]), saved)
     assert save_vcpu(dst.vcpus[0]) == saved
 
@@ -315,10 +313,10 @@ def finish(vm: SimVm) -> list[tuple[int, int, int, int]]:
     return [(a, b, c, d) for a, b, c, d in seen]
 
 
-def test_migrate_a_critical_handler_nested_on_a_normal_one() -> None:
+def test_migrate_a_critical_handler_nested_on_a_normal_one(sim_vm: SimVmFactory) -> None:
     src = nested_vm()
     wire = save_vm(src.vcpus).to_bytes()
-    dst = SimVm(2)
+    dst = sim_vm(2)
     restore_vm(dst.vcpus, Blob.from_bytes(wire))
     assert registers(dst) == registers(src)
     assert dst.machine.states() == src.machine.states()
@@ -336,13 +334,13 @@ def test_migrate_a_critical_handler_nested_on_a_normal_one() -> None:
         list(SDEI_REG_IDS))
 
 
-def test_migrate_nested_then_migrate_again_mid_completion() -> None:
+def test_migrate_nested_then_migrate_again_mid_completion(sim_vm: SimVmFactory) -> None:
     src = nested_vm()
-    mid = SimVm(2)
+    mid = sim_vm(2)
     restore_vm(mid.vcpus, Blob.from_bytes(save_vm(src.vcpus).to_bytes()))
     v = mid.vcpus[0]
     assert v.call(Function.EVENT_COMPLETE, [0]).completed == ASYNC_PF
-    dst = SimVm(2)
+    dst = sim_vm(2)
     restore_vm(dst.vcpus, Blob.from_json(save_vm(mid.vcpus).to_json()))
     assert dst.vcpus[0].call(Function.EVENT_COMPLETE, [0]).completed == SW_SIGNALED
     assert dst.vcpus[0].cpu[CpuReg.PC] == 0x40_0000
@@ -448,11 +446,11 @@ def test_a_value_too_wide_for_its_register_is_refused_before_any_write() -> None
         assert v.writes == []
 
 
-def test_plain_mapping_values_are_checked_before_any_write_on_the_sim() -> None:
-    saved = save_vcpu(SimVm(1).vcpus[0]).as_dict()
+def test_plain_mapping_values_are_checked_before_any_write_on_the_sim(sim_vm: SimVmFactory) -> None:
+    saved = save_vcpu(sim_vm(1).vcpus[0]).as_dict()
     for reg in (PC_ID, 0x6030_0000_0014_0000, EVENT_STATE_0):  # core, PSCI_VERSION, SDEI
         bad = saved | {reg: -1}
-        v = SimVm(1).vcpus[0]
+        v = sim_vm(1).vcpus[0]
         v.set_reg(PC_ID, 0x4444)
         with pytest.raises(RestoreError) as e:
             restore_vcpu(v, bad)

@@ -8,6 +8,7 @@ bitmaps ...1600{00..02}).
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -543,3 +544,49 @@ def test_sve_fields_exhaustive() -> None:
                 assert ids.parse(r.expr) == reg_id
     assert kinds == {SveKind.ZREG: 32 * 32, SveKind.PREG: 16 * 32, SveKind.FFR: 32,
                      SveKind.VLS: 1}
+
+
+# --- the encoding's place in the layers -----------------------------------------------------
+
+def _package_imports(path: Path) -> set[str]:
+    """The sdei_state modules ``path`` imports (relative imports resolved to dotted names)."""
+    import ast
+
+    pkg = path.parent.relative_to(ROOT).parts  # ("sdei_state", "regs") or ("sdei_state",)
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = list(pkg[: len(pkg) - node.level + 1])
+                mod = ".".join(base + ([node.module] if node.module else []))
+                names = [mod] if node.module else [f"{mod}.{a.name}" for a in node.names]
+                out.update(names)
+            elif node.module and node.module.startswith("sdei_state"):
+                out.add(node.module)
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.startswith("sdei_state"))
+    return out
+
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = {"sdei_state.spec", "sdei_state.events", "sdei_state.state", "sdei_state.machine",
+         "sdei_state.cpu", "sdei_state.errors"}
+
+
+def test_errors_import_nothing_of_the_package() -> None:
+    assert _package_imports(ROOT / "sdei_state" / "errors.py") == set()
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "sdei_state" / "regs").glob("*.py")),
+                         ids=lambda p: p.name)
+def test_the_encoding_imports_only_the_model_and_itself(path: Path) -> None:
+    outward = {m for m in _package_imports(path)
+               if m not in MODEL and not m.startswith("sdei_state.regs")}
+    assert outward == set(), f"{path.name} imports {sorted(outward)}"
+
+
+def test_the_bindings_take_register_ids_from_regs_ids() -> None:
+    # kvm/ may use the encoding's id vocabulary, never rebuild it.
+    from sdei_state.kvm import arm64
+
+    assert not {"core_reg", "sys_reg", "fw_reg", "reg_size", "REG_PC"} & set(vars(arm64))

@@ -24,9 +24,9 @@ import pytest
 from sdei_state.errors import KvmError
 from sdei_state.guest.layout import LAYOUT, Layout
 from sdei_state.kvm import HypercallExit, SystemEventExit
-from sdei_state.kvm.arm64 import sys_reg
 from sdei_state.kvm.exits import Exit, ExitReason
 from sdei_state.regs import firmware
+from sdei_state.regs.ids import sys_reg
 from sdei_state.selftest import all_suites
 from sdei_state.selftest.core import CheckFailed, Outcome, run_suites
 from sdei_state.selftest.host import Driver, HostError, simulate

@@ -7,10 +7,9 @@ wrong id in the sim fails."""
 from __future__ import annotations
 
 import errno
-import os
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import canonical_vcpu_states, reg_values, u64s, vcpu_states
 
@@ -35,9 +34,8 @@ from sdei_state.vcpu.sim import CallArgumentError, SimVcpu, SimVm
 from sdei_state.vcpu.transport import RegTransport
 
 U64 = (1 << 64) - 1
-HEAVY = os.environ.get("SDEI_HEAVY") == "1"
-prop = settings(max_examples=1000 if HEAVY else 60, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow])
+# 60 examples in the dev profile, 600 in ci (tests/conftest.py): each builds simulated VMs.
+prop = settings(max_examples=settings().max_examples * 6 // 10)
 
 ARM64_U64 = 0x6030_0000_0000_0000
 
@@ -140,16 +138,15 @@ def test_newer_host_lists_vendor_hyp_bmap_2() -> None:
     assert v.get_reg(VENDOR_2) == 0  # "This is reset to 0"
 
 
-def test_reg_list_into_follows_the_e2big_protocol() -> None:
-    v = SimVm(1).vcpus[0]
+def test_reg_list_into_follows_the_e2big_protocol(sim_vcpu: SimVcpu) -> None:
     with pytest.raises(RegListTooSmall) as e:
-        v.reg_list_into(0)
+        sim_vcpu.reg_list_into(0)
     assert e.value.errno == errno.E2BIG
     assert e.value.n == len(EXPECTED_LIST)
     with pytest.raises(RegListTooSmall):
-        v.reg_list_into(len(EXPECTED_LIST) - 1)
-    assert v.reg_list_into(e.value.n) == EXPECTED_LIST
-    assert v.reg_list_into(500) == EXPECTED_LIST
+        sim_vcpu.reg_list_into(len(EXPECTED_LIST) - 1)
+    assert sim_vcpu.reg_list_into(e.value.n) == EXPECTED_LIST
+    assert sim_vcpu.reg_list_into(500) == EXPECTED_LIST
 
 
 # -- errnos ------------------------------------------------------------------------------
@@ -177,14 +174,13 @@ def test_uninitialized_vcpu_is_enoexec_until_init() -> None:
         vm.vcpus[1].get_reg(PC)  # init is per vCPU
 
 
-def test_init_resets_core_and_sdei_state() -> None:
-    v = SimVm(1).vcpus[0]
-    v.call("EVENT_REGISTER", [0, 0x1000, 7, 0, 0])
-    v.set_reg(X[9], 99)
-    v.init()
-    assert v.state == RESET_STATE
-    assert v.get_reg(X[9]) == 0
-    assert v.get_reg(SDEI_VCPU_STATE) == 1
+def test_init_resets_core_and_sdei_state(sim_vcpu: SimVcpu) -> None:
+    sim_vcpu.call("EVENT_REGISTER", [0, 0x1000, 7, 0, 0])
+    sim_vcpu.set_reg(X[9], 99)
+    sim_vcpu.init()
+    assert sim_vcpu.state == RESET_STATE
+    assert sim_vcpu.get_reg(X[9]) == 0
+    assert sim_vcpu.get_reg(SDEI_VCPU_STATE) == 1
 
 
 @pytest.mark.parametrize("reg_id", [
@@ -194,9 +190,8 @@ def test_init_resets_core_and_sdei_state() -> None:
     core(68),  # sp_el1: a real core register the sim does not carry
     core(84, 0x4),  # fp_regs.vregs[0]
 ])
-def test_unknown_ids_are_enoent(reg_id: int) -> None:
-    v = SimVm(1).vcpus[0]
-    for op in (lambda: v.get_reg(reg_id), lambda: v.set_reg(reg_id, 0)):
+def test_unknown_ids_are_enoent(reg_id: int, sim_vcpu: SimVcpu) -> None:
+    for op in (lambda: sim_vcpu.get_reg(reg_id), lambda: sim_vcpu.set_reg(reg_id, 0)):
         with pytest.raises(RegError) as e:
             op()
         assert errno_of(e) == errno.ENOENT
@@ -205,13 +200,13 @@ def test_unknown_ids_are_enoent(reg_id: int) -> None:
 
 @pytest.mark.parametrize("size", [0x0, 0x1, 0x2, 0x4, 0x5, 0x8])
 @pytest.mark.parametrize("regno", [0x0, 0x1, 0x100, 0x110, 0x153])
-def test_known_firmware_regno_with_another_size_is_enoent(size: int, regno: int) -> None:
-    v = SimVm(1).vcpus[0]
+def test_known_firmware_regno_with_another_size_is_enoent(size: int, regno: int,
+                                                          sim_vcpu: SimVcpu) -> None:
     with pytest.raises(RegError) as e:
-        v.set_reg(fw(regno, size), 0)
+        sim_vcpu.set_reg(fw(regno, size), 0)
     assert errno_of(e) == errno.ENOENT
     with pytest.raises(RegError) as e:
-        v.get_reg(fw(regno, size))
+        sim_vcpu.get_reg(fw(regno, size))
     assert errno_of(e) == errno.ENOENT
 
 
@@ -223,28 +218,25 @@ def test_core_register_with_another_size_is_einval() -> None:
     assert errno_of(e) == errno.EINVAL
 
 
-def test_non_arm64_id_is_einval() -> None:
-    v = SimVm(1).vcpus[0]
+def test_non_arm64_id_is_einval(sim_vcpu: SimVcpu) -> None:
     with pytest.raises(RegError) as e:
-        v.get_reg(0x2030_0000_0014_0000)  # KVM_REG_X86-style arch bits
+        sim_vcpu.get_reg(0x2030_0000_0014_0000)  # KVM_REG_X86-style arch bits
     assert errno_of(e) == errno.EINVAL
 
 
 @pytest.mark.parametrize("value", [-1, 1 << 64, True, 1.0])
-def test_values_outside_u64_are_einval_and_change_nothing(value: object) -> None:
-    v = SimVm(1).vcpus[0]
-    before = snapshot(v)
+def test_values_outside_u64_are_einval_and_change_nothing(value: object, sim_vcpu: SimVcpu) -> None:
+    before = snapshot(sim_vcpu)
     for rid in (X[0], EP_ARG[0], PSCI):
         with pytest.raises(RegError) as e:
-            v.set_reg(rid, value)  # type: ignore[arg-type]
+            sim_vcpu.set_reg(rid, value)  # type: ignore[arg-type]
         assert errno_of(e) == errno.EINVAL
-    assert snapshot(v) == before
+    assert snapshot(sim_vcpu) == before
 
 
-def test_reg_error_names_the_register() -> None:
-    v = SimVm(1).vcpus[0]
+def test_reg_error_names_the_register(sim_vcpu: SimVcpu) -> None:
     with pytest.raises(RegError) as e:
-        v.set_reg(EVENT_STATE[0], 0x2)
+        sim_vcpu.set_reg(EVENT_STATE[0], 0x2)
     text = str(e.value)
     assert "SDEI_EVENT_STATE(0)" in text and "0x6030000000140110" in text
     assert "EINVAL" in text and "ENABLED" in text
@@ -254,22 +246,20 @@ def test_reg_error_names_the_register() -> None:
 # -- core and system registers -----------------------------------------------------------
 
 
-def test_core_ids_are_the_memory_cpu_registers() -> None:
-    v = SimVm(1).vcpus[0]
+def test_core_ids_are_the_memory_cpu_registers(sim_vcpu: SimVcpu) -> None:
     pairs = [(X[n], CpuReg(n)) for n in range(31)] + [
         (SP, CpuReg.SP), (PC, CpuReg.PC), (PSTATE, CpuReg.PSTATE), (ELR_EL1, CpuReg.ELR_EL1),
         (SPSR_EL1, CpuReg.SPSR_EL1), (VBAR_EL1, CpuReg.VBAR_EL1), (SCTLR_EL1, CpuReg.SCTLR_EL1)]
     for i, (rid, reg) in enumerate(pairs):
         value = 0x1000 + (i << 5)  # M[4:0] = 0: EL0t, a PSTATE KVM accepts
-        v.set_reg(rid, value)
-        assert v.cpu[reg] == value
-        v.cpu[reg] = 0x2000 + i
-        assert v.get_reg(rid) == 0x2000 + i
+        sim_vcpu.set_reg(rid, value)
+        assert sim_vcpu.cpu[reg] == value
+        sim_vcpu.cpu[reg] = 0x2000 + i
+        assert sim_vcpu.get_reg(rid) == 0x2000 + i
 
 
-def test_core_reset_values() -> None:
-    v = SimVm(1).vcpus[0]
-    values = dict(zip(v.reg_list(), snapshot(v), strict=True))
+def test_core_reset_values(sim_vcpu: SimVcpu) -> None:
+    values = dict(zip(sim_vcpu.reg_list(), snapshot(sim_vcpu), strict=True))
     assert values[PSTATE] == 5  # EL1h
     assert values[SCTLR_EL1] == 0x00C5_0078  # KVM's reset value (sys_regs.c reset_val)
     assert all(values[r] == 0 for r in (*X, SP, PC, ELR_EL1, SPSR_EL1, VBAR_EL1))
@@ -291,29 +281,28 @@ PSTATE_MODES = [
 
 
 @pytest.mark.parametrize(("mode", "refused"), PSTATE_MODES, ids=lambda v: str(v))
-def test_core_pstate_is_judged_as_kvm_set_core_reg(mode: int, refused: str | None) -> None:
-    v = SimVm(1).vcpus[0]
+def test_core_pstate_is_judged_as_kvm_set_core_reg(mode: int, refused: str | None,
+                                                   sim_vcpu: SimVcpu) -> None:
     value = 0x6000_03C0 | mode
     if refused is None:
-        v.set_reg(PSTATE, value)
-        assert v.get_reg(PSTATE) == value
+        sim_vcpu.set_reg(PSTATE, value)
+        assert sim_vcpu.get_reg(PSTATE) == value
         return
-    before = snapshot(v)
+    before = snapshot(sim_vcpu)
     with pytest.raises(RegError) as e:
-        v.set_regs([(X[1], 7), (PSTATE, value), (X[2], 9)])
+        sim_vcpu.set_regs([(X[1], 7), (PSTATE, value), (X[2], 9)])
     assert errno_of(e) == errno.EINVAL
     assert refused in str(e.value) and f"{value:#x}" in str(e.value)
-    after = dict(zip(v.reg_list(), snapshot(v), strict=True))
+    after = dict(zip(sim_vcpu.reg_list(), snapshot(sim_vcpu), strict=True))
     assert after[PSTATE] == 5 and after[X[1]] == 7 and after[X[2]] == 0  # in order, as KVM
-    assert [a for a, b in zip(snapshot(v), before, strict=True) if a != b] == [7]
+    assert [a for a, b in zip(snapshot(sim_vcpu), before, strict=True) if a != b] == [7]
 
 
 # -- the SDEI block ----------------------------------------------------------------------
 
 
-def test_sdei_reset_values() -> None:
-    v = SimVm(1).vcpus[0]
-    assert v.get_regs(list(SDEI_REG_IDS)) == [1] + [0] * 46
+def test_sdei_reset_values(sim_vcpu: SimVcpu) -> None:
+    assert sim_vcpu.get_regs(list(SDEI_REG_IDS)) == [1] + [0] * 46
 
 
 def test_sdei_reads_follow_real_calls() -> None:
@@ -338,15 +327,14 @@ def test_sdei_reads_follow_real_calls() -> None:
     assert vm.vcpus[1].get_reg(EVENT_STATE[0]) == 0  # per vCPU
 
 
-def test_sdei_write_goes_into_the_model() -> None:
-    v = SimVm(1).vcpus[0]
-    v.set_reg(EVENT_STATE[1], 0b1011)  # REGISTERED | ENABLED | PENDING
-    v.set_reg(EP_ADDR[1], 0x9000)
-    v.set_reg(SDEI_VCPU_STATE, 0)
-    es = v.state.event(ASYNC_PF)
+def test_sdei_write_goes_into_the_model(sim_vcpu: SimVcpu) -> None:
+    sim_vcpu.set_reg(EVENT_STATE[1], 0b1011)  # REGISTERED | ENABLED | PENDING
+    sim_vcpu.set_reg(EP_ADDR[1], 0x9000)
+    sim_vcpu.set_reg(SDEI_VCPU_STATE, 0)
+    es = sim_vcpu.state.event(ASYNC_PF)
     assert (es.registered, es.enabled, es.pending, es.ep_addr) == (True, True, True, 0x9000)
-    assert v.dispatch() == ASYNC_PF
-    assert v.get_reg(PC) == 0x9000
+    assert sim_vcpu.dispatch() == ASYNC_PF
+    assert sim_vcpu.get_reg(PC) == 0x9000
 
 
 def test_sdei_registers_accept_non_canonical_intermediates_in_any_order() -> None:
@@ -439,15 +427,14 @@ def test_every_sdei_value_is_stored_or_einval_with_nothing_changed(
 
 
 @pytest.mark.parametrize("rid", SDEI_REG_IDS)
-def test_every_targeted_invalid_value_is_einval(rid: int) -> None:
-    v = SimVm(1).vcpus[0]
-    before = snapshot(v)
+def test_every_targeted_invalid_value_is_einval(rid: int, sim_vcpu: SimVcpu) -> None:
+    before = snapshot(sim_vcpu)
     cases = _targeted_invalid(SDEI_REG_BY_ID[rid].kind, rid)
     for value in cases:
         with pytest.raises(RegError) as e:
-            v.set_reg(rid, value)
+            sim_vcpu.set_reg(rid, value)
         assert errno_of(e) == errno.EINVAL, hex(value)
-    assert snapshot(v) == before
+    assert snapshot(sim_vcpu) == before
     kind = SDEI_REG_BY_ID[rid].kind
     # Registers with refusable values have targeted cases; the others accept everything.
     assert bool(cases) == (kind in (SdeiRegKind.VCPU_STATE, SdeiRegKind.EVENT_STATE,
@@ -489,9 +476,8 @@ def test_a_cross_register_conflict_names_the_write_that_makes_it(
 # -- firmware registers ------------------------------------------------------------------
 
 
-def test_firmware_reset_values_of_the_sdei_host() -> None:
-    v = SimVm(1).vcpus[0]
-    assert v.get_regs([PSCI, WA1, WA2, WA3, STD, STD_HYP, VENDOR]) == [
+def test_firmware_reset_values_of_the_sdei_host(sim_vcpu: SimVcpu) -> None:
+    assert sim_vcpu.get_regs([PSCI, WA1, WA2, WA3, STD, STD_HYP, VENDOR]) == [
         0x10001, 2, 0, 0, 0b11, 0b1, 0b11]
 
 
@@ -550,13 +536,12 @@ def test_bitmaps_are_vm_wide_and_gate_sdei() -> None:
     assert b.get_reg(SDEI_VCPU_STATE) == 1  # the registers stay listed and readable
 
 
-def test_bitmap_unknown_bit_is_einval() -> None:
-    v = SimVm(1).vcpus[0]
+def test_bitmap_unknown_bit_is_einval(sim_vcpu: SimVcpu) -> None:
     for rid, bad in ((STD, 0x4), (STD_HYP, 0x2), (VENDOR, 0x4), (STD, 1 << 63)):
         with pytest.raises(RegError) as e:
-            v.set_reg(rid, bad)
+            sim_vcpu.set_reg(rid, bad)
         assert errno_of(e) == errno.EINVAL
-    assert v.get_regs([STD, STD_HYP, VENDOR]) == [0b11, 0b1, 0b11]
+    assert sim_vcpu.get_regs([STD, STD_HYP, VENDOR]) == [0b11, 0b1, 0b11]
 
 
 def test_bitmaps_lock_once_the_vm_has_run() -> None:
@@ -584,15 +569,14 @@ def test_a_call_marks_the_vm_as_run() -> None:
 # -- guest-side helpers ------------------------------------------------------------------
 
 
-def test_call_loads_x0_to_x5_and_returns_the_outcome() -> None:
-    v = SimVm(1).vcpus[0]
-    v.cpu.write({CpuReg.X4: 0xDEAD, CpuReg.X5: 0xBEEF, CpuReg.X6: 66})
-    out = v.call("EVENT_REGISTER", [0x40400000, 0x2000, 1])
+def test_call_loads_x0_to_x5_and_returns_the_outcome(sim_vcpu: SimVcpu) -> None:
+    sim_vcpu.cpu.write({CpuReg.X4: 0xDEAD, CpuReg.X5: 0xBEEF, CpuReg.X6: 66})
+    out = sim_vcpu.call("EVENT_REGISTER", [0x40400000, 0x2000, 1])
     assert out.ret == Ret.SUCCESS and out.function_id == Function.EVENT_REGISTER
-    assert v.cpu.read([CpuReg.X0, CpuReg.X1, CpuReg.X2, CpuReg.X3, CpuReg.X4, CpuReg.X5,
+    assert sim_vcpu.cpu.read([CpuReg.X0, CpuReg.X1, CpuReg.X2, CpuReg.X3, CpuReg.X4, CpuReg.X5,
                        CpuReg.X6]) == (0, 0, 0, 0, 0, 0, 66)  # missing args are 0
-    assert v.state.event(ASYNC_PF).ep_addr == 0x2000
-    assert v.call(Function.EVENT_STATUS, [0x40400000]).ret == 1
+    assert sim_vcpu.state.event(ASYNC_PF).ep_addr == 0x2000
+    assert sim_vcpu.call(Function.EVENT_STATUS, [0x40400000]).ret == 1
 
 
 @pytest.mark.parametrize(("function", "args", "message"), [
@@ -618,16 +602,15 @@ def test_call_refuses_what_no_register_holds(function: object, args: object,
     assert v.cpu.read([CpuReg.X0, CpuReg.X1]) == (7, 8) and not v.vm.has_run
 
 
-def test_inject_and_dispatch() -> None:
-    v = SimVm(1).vcpus[0]
-    assert not v.inject(ASYNC_PF.number)  # not registered
-    v.call("EVENT_REGISTER", [ASYNC_PF.number, 0x3000, 9, 0, 0])
-    v.call("EVENT_ENABLE", [ASYNC_PF.number])
-    assert v.inject(ASYNC_PF.number)
-    assert v.dispatch() is None  # masked
-    v.call("PE_UNMASK")
-    assert v.dispatch() == ASYNC_PF
-    assert v.cpu.read([CpuReg.X0, CpuReg.X1, CpuReg.PC]) == (ASYNC_PF.number, 9, 0x3000)
+def test_inject_and_dispatch(sim_vcpu: SimVcpu) -> None:
+    assert not sim_vcpu.inject(ASYNC_PF.number)  # not registered
+    sim_vcpu.call("EVENT_REGISTER", [ASYNC_PF.number, 0x3000, 9, 0, 0])
+    sim_vcpu.call("EVENT_ENABLE", [ASYNC_PF.number])
+    assert sim_vcpu.inject(ASYNC_PF.number)
+    assert sim_vcpu.dispatch() is None  # masked
+    sim_vcpu.call("PE_UNMASK")
+    assert sim_vcpu.dispatch() == ASYNC_PF
+    assert sim_vcpu.cpu.read([CpuReg.X0, CpuReg.X1, CpuReg.PC]) == (ASYNC_PF.number, 9, 0x3000)
 
 
 def test_mpidr_matches_kvm_affinity() -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from sdei_state import conformance, vectors
 from sdei_state.migration import blob as blob_layout
+from sdei_state.scenario import conformance, vectors
 
 CHECKED_IN = vectors.default_dir()
 NAMES = list(vectors.expected_vectors())
@@ -26,6 +26,11 @@ def copy_dir(tmp_path: Path) -> Path:
     return d
 
 
+def _text(reports: list[vectors.VectorReport]) -> str:
+    """Every problem of every report, one per line (for a failure message)."""
+    return "\n".join(p for r in reports for p in r.problems)
+
+
 def _failures(reports: list[vectors.VectorReport]) -> dict[str, tuple[str, ...]]:
     return {r.name: r.problems for r in reports if not r.ok}
 
@@ -33,13 +38,13 @@ def _failures(reports: list[vectors.VectorReport]) -> dict[str, tuple[str, ...]]
 def test_checked_in_vectors_verify() -> None:
     reports = vectors.verify(CHECKED_IN)
     assert [r.name for r in reports] == NAMES
-    assert _failures(reports) == {}, vectors.reports_text(reports)
+    assert _failures(reports) == {}, _text(reports)
     assert len(NAMES) == len(conformance.SCENARIOS) >= 30
     assert NAMES[0] == f"01-{conformance.SCENARIOS[0].name}"
 
 
-def test_generate_reproduces_the_checked_in_files_byte_for_byte(tmp_path: Path) -> None:
-    g = vectors.generate(tmp_path)
+def test_regenerate_reproduces_the_checked_in_files_byte_for_byte(tmp_path: Path) -> None:
+    g = vectors.regenerate(tmp_path)
     assert g.refused == () and g.removed == ()
     assert [w[0] for w in g.written] == NAMES
     produced = sorted(p.name for p in tmp_path.iterdir())
@@ -48,7 +53,7 @@ def test_generate_reproduces_the_checked_in_files_byte_for_byte(tmp_path: Path) 
     for name in produced:
         assert (tmp_path / name).read_bytes() == (CHECKED_IN / name).read_bytes(), name
     first = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    vectors.generate(tmp_path)
+    vectors.regenerate(tmp_path)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == first
 
 
@@ -124,7 +129,7 @@ def test_a_changed_scenario_is_reported(copy_dir: Path) -> None:
     problems = _failures(vectors.verify(copy_dir))[name]
     assert problems[0].startswith(
         f"{name}: the scenario differs from conformance scenario 'get-info' "
-        "(scenario.steps[0].args[1]: the vector gives 2, conformance.py has 0)")
+        "(scenario.steps[0].args[1]: the vector gives 2, the conformance scenario has 0)")
 
 
 def test_missing_stale_and_unreadable_files(copy_dir: Path) -> None:
@@ -149,22 +154,22 @@ def test_a_blob_from_another_vector_is_refused(copy_dir: Path) -> None:
     assert any("restoring into a fresh VM failed" in p for p in problems), problems
 
 
-def test_generate_removes_only_stale_vector_files(tmp_path: Path) -> None:
+def test_regenerate_removes_only_stale_vector_files(tmp_path: Path) -> None:
     (tmp_path / "99-retired.json").write_text("{}")
     (tmp_path / "99-retired.blob").write_bytes(b"")
     (tmp_path / "README").write_text("kept")
-    g = vectors.generate(tmp_path)
+    g = vectors.regenerate(tmp_path)
     assert g.removed == ("99-retired.blob", "99-retired.json")
     assert (tmp_path / "README").read_text() == "kept"
     assert not list(tmp_path.glob("*.tmp"))
 
 
-def test_generate_refuses_a_scenario_that_misses_its_expectations(
+def test_regenerate_refuses_a_scenario_that_misses_its_expectations(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     conf = conformance.SCENARIOS[0]
     wrong = replace(conf, expect={**conf.expect, 1: {"x0": 12345}})
     monkeypatch.setattr(conformance, "SCENARIOS", (wrong, *conformance.SCENARIOS[1:]))
-    g = vectors.generate(tmp_path)
+    g = vectors.regenerate(tmp_path)
     assert g.written == ()
     assert g.refused == ("version-features: step 1 (vCPU 0 call VERSION()): x0 = "
                          f"{conformance.VERSION_1_1_KVM} ({conformance.VERSION_1_1_KVM:#x}), "

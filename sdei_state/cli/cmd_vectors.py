@@ -10,7 +10,7 @@ from typing import Any
 def _directory(a: argparse.Namespace) -> Path | None:
     """``--dir``; else the source tree's ``vectors/`` (None: the vectors module finds it), or
     ``./vectors`` when the package is installed outside a source tree."""
-    from ..vectors import default_dir
+    from ..scenario.vectors import default_dir
 
     if a.dir is not None:
         return Path(a.dir)
@@ -19,13 +19,13 @@ def _directory(a: argparse.Namespace) -> Path | None:
 
 
 def cmd_vectors_verify(a: argparse.Namespace) -> int:
-    from ..vectors import main_verify
+    from ..scenario.vectors import main_verify
 
     return main_verify(_directory(a))
 
 
 def cmd_vectors_generate(a: argparse.Namespace) -> int:
-    from ..vectors import main_generate
+    from ..scenario.vectors import main_generate
 
     return main_generate(_directory(a))
 

@@ -17,9 +17,9 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import KvmError, RegError
+from ..regs.ids import KVM_REG_SIZE_MASK, KVM_REG_SIZE_U64, reg_size
 from . import ioctls
 from ._fd import FdObject, check
-from .arm64 import KVM_REG_SIZE_MASK, KVM_REG_SIZE_U64, reg_size
 from .exits import Exit, decode_exit
 
 if TYPE_CHECKING:

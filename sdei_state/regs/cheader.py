@@ -1,8 +1,9 @@
 """Render the SDEI register declarations for readers outside Python.
 
-Two renderings of the same data in ``regs/sdei.py``: ``cdefs/sdei_state_abi.h``, C macros a
-kernel or C VMM can include (no other header needed), and the generated tables of
-``docs/abi.md``. Nothing here is typed in by hand, so neither can drift from the code.
+Two renderings of the same declarations (the register families of ``sdei_block``, the layouts
+of ``sdei_decl``, the event table): ``cdefs/sdei_state_abi.h``, C macros a kernel or C VMM can
+include (no other header needed), and the generated tables of ``docs/abi.md``. Nothing here is
+typed in by hand, so neither can drift from the code.
 
 ``python -m sdei_state.regs.cheader`` rewrites both; ``--check`` only reports whether they are
 current (exit status 1 if not).
@@ -18,32 +19,31 @@ from pathlib import Path
 from typing import Final
 
 from ..events import EVENTS
-from .sdei import (
+from ..state import MODE_NAMES
+from .sdei_block import (
     CONTEXT_NR,
-    CONTEXT_PC_LAYOUT,
-    CONTEXT_PSTATE_LAYOUT,
     CONTEXT_R_PC,
     CONTEXT_R_PSTATE,
-    CONTEXT_STRIDE,
+    FAMILIES,
+    SDEI_FIRST_REGNO,
+    SDEI_LAST_REGNO,
+    Family,
+    Scope,
+    SdeiRegKind,
+    room,
+)
+from .sdei_decl import (
+    CONTEXT_PC_LAYOUT,
+    CONTEXT_PSTATE_LAYOUT,
     CONTEXT_X_LAYOUT,
     EP_ADDR_LAYOUT,
     EP_ARG_LAYOUT,
     EVENT_STATE_LAYOUT,
-    ID_BASE,
     LAYOUTS,
-    MODE_NAMES,
-    REGNO_CONTEXT,
-    REGNO_EVENT_EP,
-    REGNO_EVENT_STATE,
-    REGNO_FIRST,
-    REGNO_LAST,
-    REGNO_VCPU_STATE,
-    SDEI_REGS,
     VCPU_STATE_LAYOUT,
-    Layout,
-    SdeiReg,
-    SdeiRegKind,
 )
+from .sdei_layout import RegLayout
+from .sdei_table import ID_BASE, SDEI_REGS, SdeiReg
 
 PREFIX: Final = "KVM_REG_ARM_SDEI"
 GUARD: Final = "SDEI_STATE_ABI_H"
@@ -103,7 +103,7 @@ class Macro:
     comment: str = ""
 
 
-def _needs_registered(layout: Layout) -> int:
+def _needs_registered(layout: RegLayout) -> int:
     """EVENT_STATE: the flags that are legal only together with REGISTERED, derived from the
     declaration's rule outcomes (ENABLED, PENDING, RELATIVE)."""
     reg = layout.by_attr["registered"].mask
@@ -120,7 +120,7 @@ def _needs_registered(layout: Layout) -> int:
     return out
 
 
-def _legal_status_bitmap(layout: Layout) -> int:
+def _legal_status_bitmap(layout: RegLayout) -> int:
     """Bit s set iff (REGISTERED, ENABLED, RUNNING) = s (bits[2:0]) is a legal handler state."""
     return sum(1 << s for s in range(8) if layout.problem(s) is None)
 
@@ -130,7 +130,30 @@ def _allowed_modes_bitmap() -> int:
     return sum(1 << m for m in range(32) if CONTEXT_PSTATE_LAYOUT.problem(m) is None)
 
 
-def _layout_macros(layout: Layout) -> list[Macro]:
+_FAMILY_NOTE: Final = {
+    Scope.EVENT: "i: event index (KVM_SDEI_EVENT_*)",
+    Scope.CLASS: "c: class (0 normal, 1 critical); r: 0..17 x0..x17, 18 PC, 19 PSTATE",
+}
+
+
+def _family_macro(f: Family) -> Macro:
+    """The id macro of a family, from its base, stride and scope: ``..._CONTEXT(c, r)``."""
+    base = _FAMILY_MACRO[f.kind]
+    body = f"0x{f.base:04x}"
+    if f.scope is Scope.VCPU:
+        return Macro(base, f"{PREFIX}_REG({body})", None)
+    arg = "i" if f.scope is Scope.EVENT else "c"
+    stride = "" if f.stride == 1 else (
+        f"{f.stride} * " if f.stride < 10 else f"0x{f.stride:02x} * ")
+    body += f" + {stride}({arg})"
+    if f.width > 1:
+        return Macro(f"{base}({arg}, r)", f"{PREFIX}_REG({body} + (r))", None,
+                     _FAMILY_NOTE[f.scope])
+    note = _FAMILY_NOTE[f.scope] if f.kind is SdeiRegKind.EVENT_STATE else ""
+    return Macro(f"{base}({arg})", f"{PREFIX}_REG({body})", None, note)
+
+
+def _layout_macros(layout: RegLayout) -> list[Macro]:
     p = LAYOUT_PREFIX[layout]
     out: list[Macro] = []
     for f in layout.fields:
@@ -155,21 +178,12 @@ def _items() -> list[Macro | str]:
               "KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_FW (= KVM_REG_ARM_FW_REG(0))"),
         Macro(f"{PREFIX}_REG(regno)", f"({PREFIX}_FW_BASE | ((regno) & 0xffffULL))", None,
               "the id of an SDEI firmware regno"),
-        Macro(f"{PREFIX}_REGNO_FIRST", f"0x{REGNO_FIRST:04x}", REGNO_FIRST,
+        Macro(f"{PREFIX}_REGNO_FIRST", f"0x{SDEI_FIRST_REGNO:04x}", SDEI_FIRST_REGNO,
               "the regno block taken by SDEI"),
-        Macro(f"{PREFIX}_REGNO_LAST", f"0x{REGNO_LAST:04x}", REGNO_LAST),
+        Macro(f"{PREFIX}_REGNO_LAST", f"0x{SDEI_LAST_REGNO:04x}", SDEI_LAST_REGNO),
         Macro(f"{PREFIX}_NR_REGS", str(len(SDEI_REGS)), len(SDEI_REGS),
               "registers per vCPU, all U64"),
-        Macro(f"{PREFIX}_VCPU_STATE", f"{PREFIX}_REG(0x{REGNO_VCPU_STATE:04x})", None),
-        Macro(f"{PREFIX}_EVENT_STATE(i)", f"{PREFIX}_REG(0x{REGNO_EVENT_STATE:04x} + (i))", None,
-              "i: event index (KVM_SDEI_EVENT_*)"),
-        Macro(f"{PREFIX}_EVENT_EP_ADDR(i)", f"{PREFIX}_REG(0x{REGNO_EVENT_EP:04x} + 2 * (i))",
-              None),
-        Macro(f"{PREFIX}_EVENT_EP_ARG(i)",
-              f"{PREFIX}_REG(0x{REGNO_EVENT_EP + 1:04x} + 2 * (i))", None),
-        Macro(f"{PREFIX}_CONTEXT(c, r)",
-              f"{PREFIX}_REG(0x{REGNO_CONTEXT:04x} + 0x{CONTEXT_STRIDE:02x} * (c) + (r))", None,
-              "c: class (0 normal, 1 critical); r: 0..17 x0..x17, 18 PC, 19 PSTATE"),
+        *(_family_macro(f) for f in FAMILIES),
         Macro(f"{PREFIX}_CONTEXT_R_PC", str(CONTEXT_R_PC), CONTEXT_R_PC),
         Macro(f"{PREFIX}_CONTEXT_R_PSTATE", str(CONTEXT_R_PSTATE), CONTEXT_R_PSTATE),
         Macro(f"{PREFIX}_CONTEXT_NR", str(CONTEXT_NR), CONTEXT_NR, "registers per class"),
@@ -223,8 +237,9 @@ def header_text() -> str:
         "/* SPDX-License-Identifier: Apache-2.0 */",
         "/*",
         " * sdei-state: the SDEI firmware pseudo-register ABI (proposed, not allocated upstream).",
-        " * GENERATED by `python -m sdei_state.regs.cheader` from sdei_state/regs/sdei.py;",
-        " * do not edit. See docs/abi.md.",
+        " * GENERATED by `python -m sdei_state.regs.cheader` from the declarations in",
+        " * sdei_state/regs/sdei_block.py (families) and sdei_decl.py (layouts); do not edit.",
+        " * See docs/abi.md.",
         " *",
         " * Every register is KVM_REG_ARM64 | KVM_REG_SIZE_U64 | KVM_REG_ARM_FW | regno, per vCPU,",
         " * accessed with KVM_{GET,SET}_ONE_REG on the vCPU fd. Self-contained: no other header.",
@@ -259,7 +274,15 @@ def _md_escape(text: str) -> str:
 def markdown_tables() -> str:
     """The generated tables of docs/abi.md (events, register list, field layouts)."""
     out: list[str] = []
-    out += ["### Events", "",
+    out += ["### Register families", "",
+            "| family | regno | instances |", "|---|---|---|"]
+    for fam in FAMILIES:
+        many = {Scope.VCPU: "1", Scope.EVENT: f"one per event (room for {room(Scope.EVENT)})",
+                Scope.CLASS: f"{fam.width} per priority class (room for {room(Scope.CLASS)}): "
+                             f"r = 0..{CONTEXT_R_PC - 1} x0..x{CONTEXT_R_PC - 1}, "
+                             f"{CONTEXT_R_PC} PC, {CONTEXT_R_PSTATE} PSTATE"}[fam.scope]
+        out.append(f"| `{fam.signature}` | `{fam.formula}` | {many} |")
+    out += ["", "### Events", "",
             "| index | event number | name | priority (context class) |", "|---|---|---|---|"]
     for ev in EVENTS:
         out.append(f"| {ev.index} | `{ev.number:#010x}` | {ev.name} | "

@@ -23,25 +23,20 @@ from typing import Any, Final
 from ..errors import RegError, RestoreError
 from ..guest.doorbell import BellKind
 from ..kvm import Cap, Kvm, MmioExit, Vcpu, VcpuFeature
-from ..kvm.arm64 import (
+from ..migration import Blob, VcpuRegisters, restore_vm, save_vm
+from ..regs import firmware as fw
+from ..regs.ids import (
+    CORE_REG_IDS,
     KVM_REG_SIZE_MASK,
-    KVM_REG_SIZE_U32,
     KVM_REG_SIZE_U64,
     KVM_REG_SIZE_U128,
-    REG_ELR_EL1,
     REG_PC,
-    REG_PSTATE,
-    REG_SP_EL0,
-    REG_SP_EL1,
     REG_X,
-    core_reg,
+    describe,
     fw_feat_bmap_reg,
     fw_reg,
     sys_reg,
 )
-from ..migration import Blob, VcpuRegisters, restore_vm, save_vm
-from ..regs import firmware as fw
-from ..regs.ids import describe
 from ..regs.sdei import VCPU_STATE_ID
 from ..vcpu.transport import RegTransport
 from .core import Case, CheckFailed, Skip, Suite, expect_eq
@@ -64,13 +59,7 @@ class Sublist:
     caps: tuple[Cap, ...] = ()
 
 
-_FP: Final = 336  # offsetof(struct kvm_regs, fp_regs): 16-byte aligned after spsr[5]
-CORE: Final = Sublist("core", (
-    *REG_X, REG_SP_EL0, REG_PC, REG_PSTATE, REG_SP_EL1, REG_ELR_EL1,
-    *(core_reg(288 + 8 * i) for i in range(5)),  # spsr[KVM_NR_SPSR]
-    *(core_reg(_FP + 16 * i, KVM_REG_SIZE_U128) for i in range(32)),  # fp_regs.vregs[]
-    core_reg(_FP + 512, KVM_REG_SIZE_U32), core_reg(_FP + 516, KVM_REG_SIZE_U32),
-))
+CORE: Final = Sublist("core", CORE_REG_IDS)  # struct kvm_regs, member by member
 FIRMWARE: Final = Sublist("firmware", (
     fw.PSCI_VERSION, *fw.WORKAROUNDS, fw.STD_BMAP, fw.STD_HYP_BMAP, fw.VENDOR_HYP_BMAP))
 SYSREGS: Final = Sublist("sysregs", tuple(sys_reg(*e) for e in (

@@ -1,11 +1,11 @@
-"""The model's conformance suite: every scenario of ``sdei_state.conformance`` replayed on the
-simulated vCPU and compared with its hand-written DEN0054C expectations."""
+"""The model's conformance suite: every scenario of ``sdei_state.scenario.conformance``
+replayed on the simulated vCPU and compared with its hand-written DEN0054C expectations."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..conformance import SCENARIOS, Conformance, run_one
+from ..scenario.conformance import SCENARIOS, Conformance, run_one
 from .core import Case, CheckFailed, Suite
 
 

@@ -30,10 +30,10 @@ from ..events import Event, by_number
 from ..guest.asm import Image
 from ..guest.layout import Layout
 from ..kvm import Kvm, Vcpu, VcpuFeature, Vm
-from ..kvm.arm64 import REG_PC
 from ..machine import Machine
 from ..migration import restore_vm, save_vm
 from ..regs import sdei as sdei_regs
+from ..regs.ids import REG_PC
 from ..spec import in_sdei_block
 from ..state import VcpuState
 from ..vcpu.kvm_cpu import KvmCpu

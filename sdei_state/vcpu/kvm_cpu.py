@@ -3,7 +3,7 @@
 A view over any ``RegTransport`` (a real ``kvm.Vcpu``, the provider's register view), so it
 lives with the transports, not in the bindings.
 
-Mapping (arm64 ids, ``sdei_state.kvm.arm64``):
+Mapping (arm64 ids, ``sdei_state.regs.ids``):
 
 =========== =============================================================================
 CpuReg      KVM register
@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from typing import Final
 
 from ..cpu import CpuReg
-from ..kvm.arm64 import (
+from ..regs.ids import (
     REG_ELR_EL1,
     REG_PC,
     REG_PSTATE,

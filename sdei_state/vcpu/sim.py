@@ -76,11 +76,6 @@ CORE_IDS: Final[tuple[int, ...]] = tuple(_CPU_REG_IDS[r] for r in CpuReg if r no
 SYS_IDS: Final[tuple[int, ...]] = tuple(sorted(_CPU_REG_IDS[r] for r in _SYS_REGS))
 
 
-def cpu_reg_id(reg: CpuReg) -> int:
-    """The ONE_REG id that holds a CPU register of the model (``x0`` ... ``VBAR_EL1``)."""
-    return _CPU_REG_IDS[reg]
-
-
 class CallArgumentError(SdeiStateError, ValueError):
     """``SimVcpu.call`` was given something a guest cannot put in x0-x5: a function id or
     argument that is not an unsigned 64-bit integer, an unknown function name, or more than 5

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from sdei_state.kvm import Kvm, Vcpu, VcpuFeature, Vm
-from sdei_state.kvm.arm64 import REG_PC, fw_feat_bmap_reg, fw_reg
+from sdei_state.regs.ids import REG_PC, fw_feat_bmap_reg, fw_reg
 
 _describe: Callable[[int], str] | None
 try:

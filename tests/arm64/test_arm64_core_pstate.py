@@ -13,7 +13,7 @@ import pytest
 
 from sdei_state.errors import RegError
 from sdei_state.kvm import Vcpu
-from sdei_state.kvm.arm64 import REG_PSTATE
+from sdei_state.regs.ids import REG_PSTATE
 from sdei_state.vcpu.core_rules import PSTATE_ID, core_value_problem
 from sdei_state.vcpu.sim import SimVm
 

@@ -16,7 +16,7 @@ from typing import Final
 import pytest
 
 from sdei_state.kvm import Kvm, MmioExit
-from sdei_state.kvm.arm64 import REG_PC, REG_PSTATE, REG_SPSR_EL1, REG_VBAR_EL1, sys_reg
+from sdei_state.regs.ids import REG_PC, REG_PSTATE, REG_SPSR_EL1, REG_VBAR_EL1, sys_reg
 from sdei_state.state import handler_entry_pstate
 
 from .arm64_support import B_SELF, GPA, MMIO, guest, mov_imm32, str_x

@@ -9,9 +9,9 @@ import pytest
 
 from sdei_state.errors import RegError, RestoreError
 from sdei_state.kvm import Kvm, Vcpu
-from sdei_state.kvm.arm64 import KVM_REG_SIZE_MASK, KVM_REG_SIZE_U128, fw_feat_bmap_reg, fw_reg
 from sdei_state.kvm.exits import MmioExit
 from sdei_state.migration import Blob, VcpuRegisters, restore_vm, save_vm
+from sdei_state.regs.ids import KVM_REG_SIZE_MASK, KVM_REG_SIZE_U128, fw_feat_bmap_reg, fw_reg
 from sdei_state.vcpu.transport import RegTransport
 
 from .arm64_support import (

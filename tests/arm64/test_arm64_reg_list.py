@@ -14,7 +14,7 @@ import pytest
 
 from sdei_state.errors import KvmError, RegError
 from sdei_state.kvm import Kvm, Vcpu, VcpuFeature
-from sdei_state.kvm.arm64 import REG_PC
+from sdei_state.regs.ids import REG_PC
 from sdei_state.selftest import fw_suite
 from sdei_state.selftest.fw_suite import Sublist
 

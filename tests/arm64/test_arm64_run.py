@@ -14,8 +14,8 @@ import pytest
 from sdei_state.cpu import CpuReg
 from sdei_state.errors import KvmError
 from sdei_state.kvm import HypercallExit, Kvm, MmioExit, SmcccFilterAction, Vcpu
-from sdei_state.kvm.arm64 import REG_PC, REG_SP_EL0, REG_SP_EL1, REG_X
 from sdei_state.kvm.exits import Exit
+from sdei_state.regs.ids import REG_PC, REG_SP_EL0, REG_SP_EL1, REG_X
 from sdei_state.spec import FN_BASE, FN_COUNT, FN_LAST, Function
 from sdei_state.vcpu.kvm_cpu import KvmCpu
 from sdei_state.vmm import KICK_SIGNAL, VcpuLoop, install_kick_handler

@@ -4,7 +4,7 @@
 "result", "blob"}`` and ``vectors/NN-name.blob`` the binary migration blob of the final VM
 (``migration.save_vm(vm.vcpus).to_bytes()``). ``verify`` replays each vector and demands the
 same result and the same blob bytes, restores the blob into a fresh simulated VM and saves it
-again (same bytes), and checks the hand-written conformance expectations. ``generate``
+again (same bytes), and checks the hand-written conformance expectations. ``regenerate``
 rewrites the directory from ``conformance.SCENARIOS``; it is deliberate, never automatic.
 
 Files are deterministic (sorted keys, fixed indentation, trailing newline), so generating
@@ -18,14 +18,16 @@ import os
 import re
 import struct
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from ..errors import SdeiStateError
 from . import conformance
 from .conformance import Conformance
-from .errors import SdeiStateError
+from .format import parse
+from .replay import Runner
 
 VECTOR_FORMAT: Final = "sdei-state/vector/1"
 _VECTOR_FILE: Final = re.compile(r"^(\d{2})-([a-z0-9][a-z0-9-]*)\.(json|blob)$")
@@ -50,7 +52,7 @@ class VectorReport:
 
 
 @dataclass(frozen=True, slots=True)
-class Replay:
+class Replayed:
     """What a scenario produces on simulated vCPUs: the result document and the final blob."""
 
     result: dict[str, Any]
@@ -71,7 +73,7 @@ def expected_vectors() -> dict[str, Conformance]:
 
 def default_dir() -> Path:
     """``vectors/`` next to the package directory (the checked-in vectors of a source tree)."""
-    return Path(__file__).resolve().parent.parent / "vectors"
+    return Path(__file__).resolve().parents[2] / "vectors"
 
 
 def resolve_dir(directory: str | os.PathLike[str] | None) -> Path:
@@ -89,14 +91,13 @@ def resolve_dir(directory: str | os.PathLike[str] | None) -> Path:
 
 # -- replay and rendering ---------------------------------------------------------------------
 
-def replay(doc: Mapping[str, Any]) -> Replay:
+def replay_and_save(doc: Mapping[str, Any]) -> Replayed:
     """Run a scenario document; its result and the blob of the VM it ends with."""
-    from . import scenario
-    from .migration import save_vm
+    from ..migration import save_vm
 
-    runner = scenario.Runner(scenario.parse(doc))
+    runner = Runner(parse(doc))
     result = runner.run()
-    return Replay(result, save_vm(runner.vm.vcpus).to_bytes())
+    return Replayed(result, save_vm(runner.vm.vcpus).to_bytes())
 
 
 _WIDTH: Final = 100
@@ -123,7 +124,7 @@ def _dump(obj: object) -> str:
     return _pretty(obj) + "\n"
 
 
-def render(name: str, conf: Conformance, rep: Replay) -> bytes:
+def render(name: str, conf: Conformance, rep: Replayed) -> bytes:
     """The bytes of ``NN-name.json``."""
     doc = {"format": VECTOR_FORMAT, "name": name, "scenario": conf.scenario,
            "result": rep.result, "blob": f"{name}.blob"}
@@ -134,11 +135,11 @@ def _canonical(obj: object) -> str:
     return json.dumps(obj, sort_keys=True)
 
 
-# -- generate ---------------------------------------------------------------------------------
+# -- regenerate -------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
-class Generated:
-    """What ``generate`` did: vectors written (name, json bytes, blob bytes), files removed,
+class Regenerated:
+    """What ``regenerate`` did: vectors written (name, json bytes, blob bytes), files removed,
     and conformance failures that stopped it (then nothing was written)."""
 
     written: tuple[tuple[str, int, int], ...] = ()
@@ -146,7 +147,7 @@ class Generated:
     refused: tuple[str, ...] = ()
 
 
-def generate(directory: str | os.PathLike[str]) -> Generated:
+def regenerate(directory: str | os.PathLike[str]) -> Regenerated:
     """Rewrite every vector in ``directory`` from ``conformance.SCENARIOS`` and remove stale
     vector files (``NN-name.json``/``.blob`` of no current scenario). Refuses, writing nothing,
     if any scenario misses its conformance expectations: vectors must never bless a result
@@ -156,12 +157,12 @@ def generate(directory: str | os.PathLike[str]) -> Generated:
     files: dict[str, bytes] = {}
     refused: list[str] = []
     for name, conf in expected_vectors().items():
-        rep = replay(conf.scenario)
+        rep = replay_and_save(conf.scenario)
         refused.extend(conformance.check(conf, rep.result))
         files[f"{name}.json"] = render(name, conf, rep)
         files[f"{name}.blob"] = rep.blob
     if refused:
-        return Generated(refused=tuple(refused))
+        return Regenerated(refused=tuple(refused))
     written: list[tuple[str, int, int]] = []
     for name in expected_vectors():
         j, b = files[f"{name}.json"], files[f"{name}.blob"]
@@ -173,7 +174,7 @@ def generate(directory: str | os.PathLike[str]) -> Generated:
         if _VECTOR_FILE.match(p.name) and p.name not in files and p.is_file():
             p.unlink()
             removed.append(p.name)
-    return Generated(tuple(written), tuple(removed))
+    return Regenerated(tuple(written), tuple(removed))
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -221,14 +222,14 @@ def _verify_one(d: Path, name: str, conf: Conformance) -> list[str]:
     stored_scn, stored_res = doc.get("scenario"), doc.get("result")
     if _canonical(stored_scn) != _canonical(conf.scenario):
         diffs = _diff("scenario", stored_scn, conf.scenario,
-                      names=("the vector", "conformance.py"))
+                      names=("the vector", "the conformance scenario"))
         out.append(f"{name}: the scenario differs from conformance scenario {conf.name!r} "
                    f"({'; '.join(diffs[:3])}); regenerate deliberately if that is intended")
     if not isinstance(stored_scn, dict) or not isinstance(stored_res, dict):
         out.append(f"{name}: 'scenario' and 'result' must be JSON objects")
         return out
     try:
-        rep = replay(stored_scn)
+        rep = replay_and_save(stored_scn)
     except SdeiStateError as e:
         out.append(f"{name}: replaying the scenario failed: {e}")
         return out
@@ -250,8 +251,8 @@ def _verify_one(d: Path, name: str, conf: Conformance) -> list[str]:
 
 def _round_trip(data: bytes, nvcpus: object) -> list[str]:
     """Restore ``data`` into a fresh simulated VM and save it again: the bytes must match."""
-    from .migration import Blob, restore_vm, save_vm
-    from .vcpu.sim import SimVm
+    from ..migration import Blob, restore_vm, save_vm
+    from ..vcpu.sim import SimVm
 
     if isinstance(nvcpus, bool) or not isinstance(nvcpus, int) or nvcpus < 1:
         return [f"scenario 'vcpus' is {nvcpus!r}, cannot build a VM to restore into"]
@@ -269,8 +270,8 @@ def _round_trip(data: bytes, nvcpus: object) -> list[str]:
 
 def _blob_field(data: bytes, offset: int) -> str:
     """Which field of a blob ``offset`` falls in (header, id table entry, vCPU value, CRC)."""
-    from .migration import blob as layout
-    from .regs import ids
+    from ..migration import blob as layout
+    from ..regs import ids
 
     hs = layout.HEADER_SIZE
     if offset < hs:
@@ -370,7 +371,7 @@ def main_generate(directory: str | os.PathLike[str] | None = None) -> int:
     when the directory is unusable. A directory given explicitly is created if absent."""
     try:
         d = resolve_dir(directory) if directory is None else Path(directory)
-        g = generate(d)
+        g = regenerate(d)
     except (VectorError, OSError) as e:
         print(f"sdei-state: {e}", file=sys.stderr)
         return 2
@@ -385,8 +386,3 @@ def main_generate(directory: str | os.PathLike[str] | None = None) -> int:
         print(f"removed stale {f}")
     print(f"{len(g.written)} vectors written to {d}, {len(g.removed)} stale files removed")
     return 0
-
-
-def reports_text(reports: Sequence[VectorReport]) -> str:
-    """Every problem of every report, one per line (for test failure messages)."""
-    return "\n".join(p for r in reports for p in r.problems)

@@ -1,0 +1,332 @@
+"""The scenario format (DESIGN section 7): decode JSON text, validate it into typed steps.
+
+A scenario is JSON: ``{"format": "sdei-state/scenario/1", "vcpus": N, "steps": [...]}``. Each
+step does one thing (``cpu``, ``call``, ``dispatch``, ``inject``, ``set_reg``, ``get_reg``,
+``migrate``). ``load`` turns text into a JSON value and ``parse`` turns that value into a
+``Scenario``; both refuse bad input with a ``ScenarioError`` whose one-line message names the
+step, the field and the value, before anything runs.
+
+Limits, checked before anything is allocated: at most ``MAX_VCPUS`` vCPUs and ``MAX_STEPS``
+steps; JSON nested at most ``MAX_DEPTH`` levels; JSON integers of at most ``MAX_INT_DIGITS``
+digits (longer ones are never converted, so a number of a million digits costs nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from itertools import accumulate
+from typing import Any, Final
+
+from ..cpu import CpuReg, reg_by_key
+from ..errors import ScenarioError
+from ..spec import Function, function_by_name
+from ..state import U64_MAX
+
+SCENARIO_FORMAT: Final = "sdei-state/scenario/1"
+RESULT_FORMAT: Final = "sdei-state/result/1"
+ACTIONS: Final = ("cpu", "call", "dispatch", "inject", "set_reg", "get_reg", "migrate")
+_STEP_KEYS: Final = frozenset({*ACTIONS, "vcpu", "args", "comment"})
+_TOP_KEYS: Final = frozenset({"format", "vcpus", "steps", "description"})
+
+MAX_VCPUS: Final = 4096
+"""vCPUs a scenario may ask for. Well above what KVM/arm64 gives a VM (``KVM_MAX_VCPUS`` is
+512) and small enough that a simulated VM of this size builds in a fraction of a second; a
+scenario asking for more is refused before any vCPU exists."""
+MAX_STEPS: Final = 1_000_000
+"""Steps a scenario may have (a few seconds of replay per hundred thousand)."""
+MAX_DEPTH: Final = 32
+"""Nesting of JSON arrays and objects (a scenario itself needs 5; the rest is for comments)."""
+MAX_INT_DIGITS: Final = 24
+"""Digits of a JSON integer that is converted (2^64 has 20); longer ones are refused."""
+MAX_NAME: Final = 128
+"""Characters of a call or register name."""
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One validated step. ``value`` is the action's argument in canonical form: a
+    ``{CpuReg: value}`` mapping for ``cpu``, the function id for ``call``, the event number
+    for ``inject``, ``(id, value)`` for ``set_reg``, the id for ``get_reg``, else ``True``."""
+
+    index: int
+    action: str
+    vcpu: int | None
+    value: Any
+    args: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    vcpus: int
+    steps: tuple[Step, ...]
+    description: str = ""
+
+
+# -- decoding JSON text ---------------------------------------------------------------------
+
+class _LongInt:
+    """A JSON integer too long to convert; kept as its digit count so that the field that
+    holds it can be named in the error."""
+
+    __slots__ = ("digits",)
+
+    def __init__(self, text: str) -> None:
+        self.digits = len(text.lstrip("-"))
+
+    def __repr__(self) -> str:
+        return f"an integer of {self.digits} digits"
+
+
+class _DuplicateKeys(dict[str, Any]):
+    """A JSON object that repeated a key; ``parse`` refuses it where it meets it, naming the
+    step. (``json`` would silently keep the last value.)"""
+
+    duplicate: str = ""
+
+
+def _int(text: str) -> int | _LongInt:
+    return _LongInt(text) if len(text) > MAX_INT_DIGITS else int(text)
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            dup = _DuplicateKeys(pairs)
+            dup.duplicate = k
+            return dup
+        out[k] = v
+    return out
+
+
+# A JSON string (quotes, escapes) and the brackets outside strings: the depth is counted on
+# what is left once strings are removed, by C-level scans, before ``json`` recurses.
+_JSON_STRING: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NOT_BRACKET: Final = re.compile(r"[^\[\]{}]+")
+_DEPTH_STEP: Final = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def _depth(text: str) -> int:
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
+
+
+def load(text: str | bytes, source: str = "scenario") -> object:
+    """Decode the JSON text of a scenario (``bytes`` must be UTF-8). ``ScenarioError`` naming
+    ``source`` for text that is not UTF-8, not JSON, or nested over ``MAX_DEPTH`` levels.
+    Over-long integers and repeated keys are kept as markers that ``parse`` refuses naming
+    the step."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ScenarioError(f"{source}: not UTF-8 text: byte {e.object[e.start]:#04x} at "
+                                f"offset {e.start}") from None
+    if _depth(text) > MAX_DEPTH:
+        raise ScenarioError(f"{source}: JSON nested deeper than {MAX_DEPTH} levels")
+    try:
+        return json.loads(text, parse_int=_int, object_pairs_hook=_object)
+    except json.JSONDecodeError as e:
+        raise ScenarioError(f"{source}: bad JSON at line {e.lineno} column {e.colno}: "
+                            f"{e.msg}") from None
+    except RecursionError:  # the depth scan is exact for valid JSON; this is a backstop
+        raise ScenarioError(f"{source}: JSON nested deeper than {MAX_DEPTH} levels") from None
+
+
+# -- validating a decoded document ----------------------------------------------------------
+
+def _cut(v: object) -> str:
+    """A value for an error message, cut short: a message stays one short line."""
+    r = repr(v)
+    return r if len(r) <= 40 else r[:37] + "..."
+
+
+def _obj(where: str, what: str, v: object) -> Mapping[str, Any] | None:
+    """``v`` if it is a JSON object without repeated keys, else None (the caller names what
+    it expected); a repeated key is refused here, naming it."""
+    if isinstance(v, _DuplicateKeys):
+        raise ScenarioError(f"{where}: {what} repeats the key {v.duplicate!r}")
+    return v if isinstance(v, dict) else None
+
+
+def _u64(where: str, v: object) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= U64_MAX:
+        raise ScenarioError(f"{where}: {_cut(v)} is not an unsigned 64-bit integer")
+    return v
+
+
+_NUMBER: Final = re.compile(r"0[xX][0-9a-fA-F]+|[0-9]+")
+
+
+def _text(where: str, what: str, v: str) -> str:
+    if not v.isascii() or len(v) > MAX_NAME:
+        raise ScenarioError(f"{where}: {what} {_cut(v)} is not an ASCII name of at most "
+                            f"{MAX_NAME} characters")
+    return v
+
+
+def _reg_id(where: str, v: object) -> int:
+    if not isinstance(v, str):
+        return _u64(where, v)
+    _text(where, "register", v)
+    if _NUMBER.fullmatch(v):
+        return _u64(where, int(v, 0))
+    if v.lstrip().startswith("-"):
+        raise ScenarioError(f"{where}: {v} is not an unsigned 64-bit integer")
+    from ..regs import ids
+
+    try:
+        return _u64(where, ids.parse(v))
+    except ValueError as e:
+        raise ScenarioError(f"{where}: register {_cut(v)}: {e}") from None
+
+
+def _function(where: str, v: object) -> int:
+    if isinstance(v, str):
+        _text(where, "call", v)
+        try:
+            return int(function_by_name(v))
+        except KeyError:
+            names = ", ".join(f.name for f in Function)
+            raise ScenarioError(f"{where}: unknown call {_cut(v)} (one of {names})") from None
+    return _u64(where, v)
+
+
+_X_INDEX: Final = re.compile(r"[0-9]{1,2}")
+
+
+def _parse_cpu(where: str, v: object) -> dict[CpuReg, int]:
+    regs = _obj(where, "'cpu'", v)
+    if regs is None:
+        raise ScenarioError(f"{where}: 'cpu' must be an object of registers")
+    out: dict[CpuReg, int] = {}
+    for key, val in regs.items():
+        if key == "x":
+            xs = _obj(where, "'cpu.x'", val)
+            if xs is None:
+                raise ScenarioError(f"{where}: 'cpu.x' must map register numbers 0-30 to values")
+            for n, xv in xs.items():
+                # ASCII digits only: str.isdigit() and int() also take other scripts' digits.
+                if not (_X_INDEX.fullmatch(n) and int(n) <= 30):
+                    raise ScenarioError(f"{where}: cpu.x key {_cut(n)} is not a register "
+                                        "number 0-30")
+                out[CpuReg(int(n))] = _u64(f"{where}: cpu.x.{n}", xv)
+            continue
+        try:
+            reg = reg_by_key(key)
+        except KeyError:
+            raise ScenarioError(
+                f"{where}: unknown cpu register {_cut(key)} (x, sp, pc, pstate, elr_el1, "
+                "spsr_el1, vbar_el1, sctlr_el1)"
+            ) from None
+        if reg.value <= 30:
+            raise ScenarioError(f"{where}: give general registers as cpu.x, not {key!r}")
+        out[reg] = _u64(f"{where}: cpu.{key}", val)
+    return out
+
+
+def _ignored(where: str, v: object) -> None:
+    """A comment or description is ignored, but a repeated key inside it is still refused."""
+    stack = [v]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            _obj(where, "an object", item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def parse(doc: object) -> Scenario:
+    """Validate a scenario document (already JSON-decoded): every step is checked before the
+    ``Scenario`` exists, and sizes before anything is built."""
+    top = _obj("scenario", "the document", doc)
+    if top is None:
+        raise ScenarioError("scenario: the document must be a JSON object")
+    unknown = sorted(set(top) - _TOP_KEYS)
+    if unknown:
+        raise ScenarioError(f"scenario: unknown key {_cut(unknown[0])}")
+    if top.get("format") != SCENARIO_FORMAT:
+        raise ScenarioError(f"scenario: 'format' must be {SCENARIO_FORMAT!r}, "
+                            f"not {_cut(top.get('format'))}")
+    nv = top.get("vcpus")
+    if isinstance(nv, bool) or not isinstance(nv, int) or not 1 <= nv <= MAX_VCPUS:
+        raise ScenarioError(f"scenario: 'vcpus' must be an integer 1..{MAX_VCPUS}, "
+                            f"not {_cut(nv)}")
+    raw_steps = top.get("steps")
+    if not isinstance(raw_steps, list):
+        raise ScenarioError("scenario: 'steps' must be a list")
+    if len(raw_steps) > MAX_STEPS:
+        raise ScenarioError(f"scenario: {len(raw_steps)} steps, more than {MAX_STEPS}")
+    desc = top.get("description", "")
+    _ignored("scenario: description", desc)
+    return Scenario(nv, tuple(_parse_step(i, s, nv) for i, s in enumerate(raw_steps)),
+                    desc if isinstance(desc, str) else "")
+
+
+def _parse_step(i: int, raw: object, nvcpus: int) -> Step:
+    where = f"step {i}"
+    s = _obj(where, "the step", raw)
+    if s is None:
+        raise ScenarioError(f"{where}: a step must be a JSON object")
+    unknown = sorted(set(s) - _STEP_KEYS)
+    if unknown:
+        raise ScenarioError(f"{where}: unknown key {_cut(unknown[0])}")
+    acts = [a for a in ACTIONS if a in s]
+    if len(acts) != 1:
+        raise ScenarioError(f"{where}: needs exactly one of {', '.join(ACTIONS)}; has "
+                            f"{', '.join(acts) or 'none'}")
+    action = acts[0]
+    if "args" in s and action != "call":
+        raise ScenarioError(f"{where}: 'args' belongs only to a call")
+    _ignored(f"{where}: comment", s.get("comment"))
+    vcpu: int | None = None
+    if action == "migrate":
+        if s["migrate"] is not True:
+            raise ScenarioError(f"{where}: 'migrate' must be true")
+        if "vcpu" in s:
+            raise ScenarioError(f"{where}: 'migrate' acts on the whole VM; remove 'vcpu'")
+    else:
+        v = s.get("vcpu")
+        if v is None:
+            raise ScenarioError(f"{where}: {action!r} needs 'vcpu'")
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < nvcpus:
+            raise ScenarioError(f"{where}: vcpu {_cut(v)} out of range 0..{nvcpus - 1}")
+        vcpu = v
+    return Step(i, action, vcpu, *_parse_value(where, action, s))
+
+
+def _parse_value(where: str, action: str, s: Mapping[str, Any]) -> tuple[Any, tuple[int, ...]]:
+    """The canonical value of a step's action, and a call's arguments."""
+    val = s[action]
+    if action == "cpu":
+        return _parse_cpu(where, val), ()
+    if action == "call":
+        raw_args = s.get("args", [])
+        if not isinstance(raw_args, list) or len(raw_args) > 5:
+            raise ScenarioError(f"{where}: 'args' must be a list of at most 5 values (x1..x5)")
+        return (_function(where, val),
+                tuple(_u64(f"{where}: args[{k}]", a) for k, a in enumerate(raw_args)))
+    if action == "dispatch":
+        if val is not True:
+            raise ScenarioError(f"{where}: 'dispatch' must be true")
+        return True, ()
+    if action == "inject":
+        return _u64(f"{where}: inject", val), ()
+    if action == "set_reg":
+        body = _obj(where, "'set_reg'", val)
+        if body is None or set(body) != {"id", "value"}:
+            raise ScenarioError(f"{where}: 'set_reg' must be {{\"id\": ..., \"value\": ...}}")
+        return (_reg_id(f"{where}: set_reg.id", body["id"]),
+                _u64(f"{where}: set_reg.value", body["value"])), ()
+    if action == "get_reg":
+        body = _obj(where, "'get_reg'", val)
+        if body is not None:
+            if set(body) != {"id"}:
+                raise ScenarioError(f"{where}: 'get_reg' must be {{\"id\": ...}} or an id")
+            val = body["id"]
+        return _reg_id(f"{where}: get_reg", val), ()
+    return True, ()  # migrate: checked by the caller
