@@ -27,7 +27,7 @@ class Doorbell:
     """``on_inject(vcpu, event)`` and ``on_checkpoint(vcpu, point)`` run on the ringing
     vCPU's thread; they must not block (ask for a pause instead)."""
 
-    def __init__(self, on_inject: Callable[[int, int], None],
+    def __init__(self, on_inject: Callable[[int, int], object],
                  on_checkpoint: Callable[[int, int], None]) -> None:
         self.on_inject = on_inject
         self.on_checkpoint = on_checkpoint
