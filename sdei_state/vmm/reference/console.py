@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Callable
 from typing import Final
 
@@ -20,6 +21,8 @@ class Console:
     def __init__(self, sink: Callable[[bytes], None] | None = None) -> None:
         self.sink = sink
         self.lines: list[str] = []
+        self.times: list[float] = []
+        """``time.monotonic()`` when each kept line completed."""
         self.dropped = 0
         self._partial = bytearray()
         self._cond = threading.Condition()
@@ -37,9 +40,19 @@ class Console:
                 self._partial.clear()
                 if len(self.lines) < MAX_LINES:
                     self.lines.append(line)
+                    self.times.append(time.monotonic())
                 else:
                     self.dropped += 1
                 self._cond.notify_all()
+
+    def find(self, pattern: str) -> tuple[int, re.Match[str]] | None:
+        """(index, match) of the first kept line matching ``pattern``."""
+        rx = re.compile(pattern)
+        with self._cond:
+            for i, ln in enumerate(self.lines):
+                if m := rx.search(ln):
+                    return i, m
+        return None
 
     def wait_for(self, pattern: str, timeout: float, stop: threading.Event | None = None,
                  start: int = 0) -> re.Match[str] | None:

@@ -155,14 +155,19 @@ class ReferenceVmm:
             t.join(max(0.0, end - time.monotonic()))
         return not any(t.is_alive() for t in self.threads)
 
+    def request_pause(self) -> None:
+        """Ask every vCPU thread to park at its next check (from any thread, a vCPU's own
+        included; does not wait)."""
+        for i in range(self.cfg.vcpus):
+            self.provider.loop(i).request_pause()
+
     def pause(self, timeout: float = 5.0) -> bool:
         """Park every vCPU thread out of ``KVM_RUN`` (last MMIO access finished); True once
         all are parked. While paused, registers may be read and written from this thread."""
-        loops = [self.provider.loop(i) for i in range(self.cfg.vcpus)]
-        for lp in loops:
-            lp.request_pause()
+        self.request_pause()
         end = time.monotonic() + timeout
-        return all(lp.wait_parked(max(0.0, end - time.monotonic())) for lp in loops)
+        return all(self.provider.loop(i).wait_parked(max(0.0, end - time.monotonic()))
+                   for i in range(self.cfg.vcpus))
 
     def resume(self) -> None:
         for i in range(self.cfg.vcpus):

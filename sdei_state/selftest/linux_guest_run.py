@@ -1,0 +1,155 @@
+"""One run of the linux-guest selftest: a Debian kernel booted in the reference VMM with the
+SDEI test module, optionally live-migrated at checkpoints the module rings.
+
+The main thread starts the VMM and waits. The module's doorbell rings on vCPU threads:
+INJECT injects the event it names on the ringing vCPU; CHECKPOINT, when ``plan`` picks that
+point, asks every vCPU thread to pause and hands the point to the main thread, which waits
+for them to park, migrates (``migrator``: save, restore into a new VMM) and starts the new
+VMM's threads. The run ends when the guest powers off (its init does once the module is
+unloaded), after ``timeout``, or when a vCPU fails.
+"""
+
+from __future__ import annotations
+
+import queue
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from ..kvm import Kvm
+from ..linux_guest import results
+from ..vmm.reference import Console, Doorbell
+from ..vmm.reference.layout import DOORBELL_BASE
+from ..vmm.reference.record import Record
+from ..vmm.reference.vmm import DEFAULT_BOOTARGS, ReferenceVmm, VmmConfig
+
+UP: Final = r"guest-init: userspace up at ([0-9.]+)s"
+DONE: Final = r"guest-init: done at"
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One live migration: where, how long from pause to resume, how much was saved."""
+
+    point: int
+    vcpu: int
+    seconds: float
+    saved_bytes: int
+    new_process: bool = False
+    problem: str = ""
+    """Empty when the guest carried on; else what went wrong."""
+
+    @property
+    def in_handler(self) -> bool:
+        """Stopped with a handler running (checkpoint kinds 1: normal, 2: critical)."""
+        return self.point & 0xFF in (1, 2)
+
+    @property
+    def label(self) -> str:
+        where = {0: "between rounds", 1: "normal handler running",
+                 2: "critical handler preempting the normal one"}.get(self.point & 0xFF, "?")
+        return (f"iteration {self.point >> 16} round {(self.point >> 8) & 0xFF}, {where}, "
+                f"vCPU {self.vcpu}")
+
+
+@dataclass(frozen=True)
+class MigrationCost:
+    """What a migrator reports: pause-to-resume time, bytes saved, and any problem."""
+
+    seconds: float
+    saved_bytes: int
+    new_process: bool = False
+    problem: str = ""
+
+
+Migrator = Callable[[ReferenceVmm], tuple[ReferenceVmm, MigrationCost]]
+"""Pause ``old`` (``ReferenceVmm.pause``), save it, restore into a new VMM, start that, and
+shut ``old`` down; returns the new VMM (``old`` itself if it could not migrate)."""
+
+
+@dataclass
+class GuestRun:
+    nr_vcpus: int
+    console: list[str]
+    parsed: results.GuestResults
+    records: list[Record]
+    mpidrs: tuple[int, ...]
+    ended_by: str
+    errors: list[str]
+    boot_seconds: float | None
+    """VMM start to the nested init's first line (host wall clock)."""
+    guest_boot_seconds: float | None
+    """The same, in the guest's own uptime."""
+    total_seconds: float
+    final_pending: tuple[tuple[int, ...], ...] = ()
+    """Per vCPU, the events still pending at the end."""
+    migrations: list[Migration] = field(default_factory=list)
+
+    def vcpu_of_mpidr(self, mpidr: int) -> int | None:
+        aff = mpidr & 0xFF_00FF_FFFF
+        return self.mpidrs.index(aff) if aff in self.mpidrs else None
+
+
+def bootargs(rounds: int, suspend: bool) -> str:
+    return (f"{DEFAULT_BOOTARGS} quiet sdei_doorbell={DOORBELL_BASE:#x} sdei_rounds={rounds} "
+            f"sdei_suspend={int(suspend)}")
+
+
+def run_guest(kvm: Kvm, assets: Path, *, vcpus: int = 2, rounds: int = 3,
+              suspend: bool = True, timeout: float = 300.0,
+              plan: Callable[[int, int], bool] | None = None,
+              migrator: Migrator | None = None) -> GuestRun:
+    """Boot and run the guest to its power-off; see the module docstring."""
+    console = Console()
+    holder: list[ReferenceVmm] = []
+    wanted: queue.Queue[tuple[int, int]] = queue.Queue()
+
+    def on_inject(vcpu: int, event: int) -> None:
+        holder[-1].provider.inject(vcpu, event)
+
+    def on_checkpoint(vcpu: int, point: int) -> None:
+        if migrator is not None and plan is not None and plan(vcpu, point):
+            holder[-1].request_pause()  # parks every thread at its next check
+            wanted.put((vcpu, point))
+
+    bell = Doorbell(on_inject, on_checkpoint)
+    cfg = VmmConfig(vcpus)
+    vmm = ReferenceVmm(cfg, console, kvm=kvm, doorbell=bell)
+    holder.append(vmm)
+    vmm.boot((assets / "Image").read_bytes(), (assets / "initramfs.cpio").read_bytes(),
+             bootargs(rounds, suspend))
+    t0 = time.monotonic()
+    vmm.start()
+    migrations: list[Migration] = []
+    end = t0 + timeout
+    while not holder[-1].done.is_set() and time.monotonic() < end:
+        try:
+            vcpu, point = wanted.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        assert migrator is not None
+        old = holder[-1]
+        new, stat = migrator(old)
+        migrations.append(Migration(point, vcpu, stat.seconds, stat.saved_bytes,
+                                    stat.new_process, stat.problem))
+        holder.append(new)
+        if stat.problem:
+            break
+    last = holder[-1]
+    if not last.done.is_set():
+        last.shutdown(f"the guest did not power off within {timeout:.0f} s")
+    last.join()
+    pending = tuple(tuple(ev.number for ev, es in last.provider.machine.state(i).pairs()
+                          if es.pending) for i in range(vcpus))
+    up = console.find(UP)
+    run = GuestRun(
+        nr_vcpus=vcpus, console=list(console.lines), parsed=results.parse(console.lines),
+        records=list(last.provider.records), mpidrs=last.mpidrs, ended_by=last.ended_by,
+        errors=[e for v in holder for e in v.errors],
+        boot_seconds=None if up is None else console.times[up[0]] - t0,
+        guest_boot_seconds=None if up is None else float(up[1].group(1)),
+        total_seconds=time.monotonic() - t0, final_pending=pending, migrations=migrations)
+    last.close()
+    return run

@@ -1,0 +1,159 @@
+"""The ``linux-guest`` suite: Linux's own SDEI driver as the client, on stock KVM.
+
+One case (``boot``) boots the lab's Debian kernel in the reference VMM
+(``sdei_state.vmm.reference``) with the test module in its initramfs
+(``sdei_state.linux_guest``), optionally live-migrating it at checkpoints the module rings;
+the other cases check what that run left (kept in the backend's memo):
+
+- ``sdei-detected``: Linux's probe line names SDEI v1.1 and the project's vendor id;
+- ``<round>-<n>``: each round of the module, as the module judged it on the console;
+- ``model``: every SDEI call and dispatch the VMM recorded equals what the reference
+  model gives for the same sequence (``record.replay``);
+- ``counters``: per vCPU, the module's counters equal the host's record (signals aimed at
+  the vCPU = handler entries + still pending; critical entries = ASYNC_PF dispatches);
+- ``unload``: the module disabled and unregistered both events;
+- ``migration-<n>``: each live migration, and the guest carried on after it.
+
+It runs only when named (``--suite linux-guest``): a boot takes about a minute in the lab.
+Pieces that are missing (the assets the lab builds, pylibfdt, arm64 KVM with the SMCCC
+filter) make every case skip with the reason.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Final
+
+from ..events import ASYNC_PF, SW_SIGNALED
+from ..linux_guest import assets_dir, missing_reason
+from ..spec import KVM_VENDOR
+from .core import Case, CheckFailed, Skip, Suite, expect_eq
+
+NAME: Final = "linux-guest"
+VCPUS: Final = 2
+ROUNDS: Final = 3
+PER_ITERATION: Final = ("self_irq_on", "self_irq_masked", "cross_cpu", "bad_mpidr",
+                        "critical")
+ONCE: Final = ("hotplug", "suspend")
+MEMO: Final = "linux-guest"
+
+
+def _run(backend: Any) -> Any:
+    """The run of this selftest (made by ``boot``); Skip/CheckFailed as ``boot`` ended."""
+    got = backend.memo.get(MEMO)
+    if got is None:
+        raise Skip("the boot case did not run (select it too: --case 'linux-guest/boot')")
+    if isinstance(got, str):
+        raise Skip(got)
+    return got
+
+
+def _boot(backend: Any) -> None:
+    from .linux_guest_run import run_guest
+
+    d = assets_dir()
+    why = missing_reason(d)
+    if why is None:
+        try:
+            import libfdt  # noqa: F401
+        except ImportError:
+            why = "pylibfdt is not installed (pip install pylibfdt; Debian: python3-libfdt)"
+    if why is not None:
+        backend.memo[MEMO] = why
+        raise Skip(why)
+    t0 = time.monotonic()
+    run = run_guest(backend.kvm, d, vcpus=VCPUS, rounds=ROUNDS)
+    backend.memo[MEMO] = run
+    notes = backend.memo.setdefault("notes", [])
+    notes.append(f"linux-guest: nested Linux reached userspace {run.boot_seconds or 0:.1f} s "
+                 f"after the VMM started ({run.guest_boot_seconds or 0:.1f} s guest uptime); "
+                 f"the whole run took {time.monotonic() - t0:.1f} s")
+    notes.append(f"linux-guest: {len(run.migrations)} live migrations, "
+                 f"{sum(m.in_handler for m in run.migrations)} with a handler running")
+    if run.errors:
+        raise CheckFailed("; ".join(run.errors))
+    if run.parsed.done is None:
+        tail = " | ".join(run.console[-8:])
+        raise CheckFailed(f"the module did not finish ({run.ended_by}); console: {tail}")
+
+
+def _detected(backend: Any) -> None:
+    run = _run(backend)
+    if run.parsed.detected is None:
+        raise CheckFailed("no 'sdei: SDEIv.. detected in firmware' line in the guest's dmesg")
+    expect_eq("SDEI version and vendor Linux detected", run.parsed.detected, (1, 1, KVM_VENDOR))
+
+
+def _round(name: str, iteration: int) -> Case:
+    label = f"{name}-{iteration}" if iteration else name
+
+    def run(backend: Any) -> None:
+        got = [r for r in _run(backend).parsed.rounds
+               if r.name == name and r.iteration == iteration]
+        if not got:
+            raise CheckFailed(f"the module printed no result for round {label}")
+        r = got[0]
+        if r.detail.get("skipped"):
+            raise Skip(f"round {label}: {r.detail['skipped']}")
+        if not r.passed:
+            raise CheckFailed(f"round {label} failed in the guest: {r.detail}")
+
+    return Case(label, run, f"module round {name}" + (f", iteration {iteration}"
+                                                       if iteration else ""))
+
+
+def _model(backend: Any) -> None:
+    from ..vmm.reference.record import replay
+
+    run = _run(backend)
+    compared, bad = replay(run.nr_vcpus, run.records)
+    if not compared:
+        raise CheckFailed("the VMM recorded no SDEI call")
+    if bad:
+        raise CheckFailed(f"{len(bad)} of {compared} recorded steps differ from the model; "
+                          f"first: {bad[0]}")
+    backend.memo.setdefault("notes", []).append(
+        f"linux-guest: {compared} recorded SDEI calls and dispatches equal the model's")
+
+
+def _counters(backend: Any) -> None:
+    from ..vmm.reference.record import tally
+
+    run = _run(backend)
+    t = tally(run.nr_vcpus, run.records, run.vcpu_of_mpidr)
+    guest = {c.cpu: c for c in run.parsed.cpus}
+    for v in range(run.nr_vcpus):
+        pending = int(SW_SIGNALED.number in run.final_pending[v])
+        entered = t.entered[v][SW_SIGNALED.number]
+        expect_eq(f"vCPU {v}: event 0 made pending = handler entries + still pending",
+                  t.signalled[v], entered + pending)
+        c = guest.get(v)
+        if c is None:
+            raise CheckFailed(f"the module printed no counters for CPU {v}")
+        expect_eq(f"CPU {v}: signals the guest counted vs the host's record", c.signalled,
+                  t.signalled[v])
+        expect_eq(f"CPU {v}: handler entries the guest counted vs dispatches recorded",
+                  c.entered, entered)
+        expect_eq(f"CPU {v}: critical entries vs ASYNC_PF dispatches recorded", c.critical,
+                  t.entered[v][ASYNC_PF.number])
+
+
+def _unload(backend: Any) -> None:
+    run = _run(backend)
+    if run.parsed.unload is None:
+        raise CheckFailed("the module printed no unload line")
+    expect_eq("unload: disable(0), disable(ASYNC_PF), unregister(0), unregister(ASYNC_PF)",
+              run.parsed.unload, (0, 0, 0, 0))
+
+
+def suite() -> Suite:
+    cases = [Case("boot", _boot, "boot the nested Linux guest in the reference VMM and run "
+                  "the SDEI test module"),
+             Case("sdei-detected", _detected, "Linux detects SDEI v1.1 from the project")]
+    cases += [_round(n, i) for i in range(1, ROUNDS + 1) for n in PER_ITERATION]
+    cases += [_round(n, 0) for n in ONCE]
+    cases += [Case("model", _model, "every recorded call and dispatch equals the model's"),
+              Case("counters", _counters, "guest counters equal the host's record"),
+              Case("unload", _unload, "the module disables and unregisters on unload")]
+    return Suite(NAME, "Linux's own SDEI driver as the client: the lab's kernel booted in the "
+                 "reference VMM with the test module", tuple(cases), frozenset({"kvm", "sdei"}))
