@@ -19,7 +19,7 @@ The order (Linux ``Documentation/virt/kvm/devices/arm-vgic-v3.rst``):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 from ..kvm import Device, DeviceAttrError, DeviceType, Vm
 from ..kvm import vgic as uapi
@@ -96,6 +96,28 @@ class GicLayout:
         return self.redist_base + vcpu_index * uapi.KVM_VGIC_V3_REDIST_SIZE
 
 
+class AttrReader(Protocol):
+    """What ``read_layout`` needs of a device (``sdei_state.kvm.Device`` has it)."""
+
+    def has_attr(self, group: int, attr: int) -> bool: ...
+
+    def get_attr(self, group: int, attr: int, width: Literal[32, 64] = 64) -> int: ...
+
+
+def read_layout(device: AttrReader, nr_vcpus: int) -> GicLayout:
+    """The layout a vGICv3 device holds: its distributor base and redistributor base
+    (``GRP_ADDR``; of region 0 when the kernel has regions, as ``VgicV3.create`` sets them) and
+    its interrupt count (``GRP_NR_IRQS``), for ``nr_vcpus`` vCPUs."""
+    dist = device.get_attr(uapi.GRP_ADDR, uapi.KVM_VGIC_V3_ADDR_TYPE_DIST)
+    if device.has_attr(uapi.GRP_ADDR, uapi.KVM_VGIC_V3_ADDR_TYPE_REDIST_REGION):
+        # GET reads the region whose index the payload holds: the buffer starts at 0, index 0.
+        region = device.get_attr(uapi.GRP_ADDR, uapi.KVM_VGIC_V3_ADDR_TYPE_REDIST_REGION)
+        redist = region & 0x000F_FFFF_FFFF_0000
+    else:
+        redist = device.get_attr(uapi.GRP_ADDR, uapi.KVM_VGIC_V3_ADDR_TYPE_REDIST)
+    return GicLayout(dist, redist, nr_vcpus, device.get_attr(uapi.GRP_NR_IRQS, 0, 32))
+
+
 class VgicV3:
     """A VM's in-kernel GICv3: its device fd and its layout. Create it with ``create``
     before the vCPUs, call ``init`` once they all exist."""
@@ -131,20 +153,9 @@ class VgicV3:
         """``KVM_DEV_ARM_VGIC_CTRL_INIT``: after every vCPU exists, before any runs."""
         self._set(uapi.GRP_CTRL, uapi.KVM_DEV_ARM_VGIC_CTRL_INIT, 0, 0, "CTRL_INIT")
 
-    def nr_irqs(self) -> int:
-        """The interrupt count KVM holds (``GRP_NR_IRQS``)."""
-        return self.device.get_attr(uapi.GRP_NR_IRQS, 0, 32)
-
-    def addresses(self) -> tuple[int, int]:
-        """(distributor, redistributor) bases as KVM holds them (``GRP_ADDR``; for a region,
-        its base from the region payload)."""
-        dist = self.device.get_attr(uapi.GRP_ADDR, uapi.KVM_VGIC_V3_ADDR_TYPE_DIST)
-        if self.device.has_attr(uapi.GRP_ADDR, uapi.KVM_VGIC_V3_ADDR_TYPE_REDIST_REGION):
-            # GET reads the region named by the index bits of the payload buffer: index 0.
-            region = self.device.get_attr(uapi.GRP_ADDR,
-                                          uapi.KVM_VGIC_V3_ADDR_TYPE_REDIST_REGION)
-            return dist, region & 0x000F_FFFF_FFFF_0000
-        return dist, self.device.get_attr(uapi.GRP_ADDR, uapi.KVM_VGIC_V3_ADDR_TYPE_REDIST)
+    def read_layout(self) -> GicLayout:
+        """The layout as KVM holds it (``read_layout``)."""
+        return read_layout(self.device, self.layout.nr_vcpus)
 
     def close(self) -> None:
         self.device.close()
