@@ -31,7 +31,8 @@ DONE: Final = r"guest-init: done at"
 
 @dataclass(frozen=True)
 class Migration:
-    """One live migration: where, how long from pause to resume, how much was saved."""
+    """One live migration: where, how long from the pause request to the resumed run, and
+    how much was saved."""
 
     point: int
     vcpu: int
@@ -39,7 +40,9 @@ class Migration:
     saved_bytes: int
     new_process: bool = False
     problem: str = ""
-    """Empty when the guest carried on; else what went wrong."""
+    """Empty when the VM was restored and resumed; else what went wrong."""
+    console_lines: int = 0
+    """Console lines printed before it (the guest carried on if more came after)."""
 
     @property
     def in_handler(self) -> bool:
@@ -65,8 +68,8 @@ class MigrationCost:
 
 
 Migrator = Callable[[ReferenceVmm], tuple[ReferenceVmm, MigrationCost]]
-"""Pause ``old`` (``ReferenceVmm.pause``), save it, restore into a new VMM, start that, and
-shut ``old`` down; returns the new VMM (``old`` itself if it could not migrate)."""
+"""Pause ``old`` (``ReferenceVmm.pause``), save it, restore into a new VMM and close ``old``;
+returns the new VMM unstarted (or ``old``, still paused, if it could not migrate)."""
 
 
 @dataclass
@@ -104,7 +107,7 @@ def run_guest(kvm: Kvm, assets: Path, *, vcpus: int = 2, rounds: int = 3,
     """Boot and run the guest to its power-off; see the module docstring."""
     console = Console()
     holder: list[ReferenceVmm] = []
-    wanted: queue.Queue[tuple[int, int]] = queue.Queue()
+    wanted: queue.Queue[tuple[int, int, float]] = queue.Queue()
 
     def on_inject(vcpu: int, event: int) -> None:
         holder[-1].provider.inject(vcpu, event)
@@ -112,7 +115,7 @@ def run_guest(kvm: Kvm, assets: Path, *, vcpus: int = 2, rounds: int = 3,
     def on_checkpoint(vcpu: int, point: int) -> None:
         if migrator is not None and plan is not None and plan(vcpu, point):
             holder[-1].request_pause()  # parks every thread at its next check
-            wanted.put((vcpu, point))
+            wanted.put((vcpu, point, time.monotonic()))
 
     bell = Doorbell(on_inject, on_checkpoint)
     cfg = VmmConfig(vcpus)
@@ -126,16 +129,19 @@ def run_guest(kvm: Kvm, assets: Path, *, vcpus: int = 2, rounds: int = 3,
     end = t0 + timeout
     while not holder[-1].done.is_set() and time.monotonic() < end:
         try:
-            vcpu, point = wanted.get(timeout=0.2)
+            vcpu, point, asked = wanted.get(timeout=0.2)
         except queue.Empty:
             continue
         assert migrator is not None
-        old = holder[-1]
-        new, stat = migrator(old)
-        migrations.append(Migration(point, vcpu, stat.seconds, stat.saved_bytes,
-                                    stat.new_process, stat.problem))
-        holder.append(new)
-        if stat.problem:
+        new, cost = migrator(holder[-1])
+        if new is not holder[-1]:
+            holder.append(new)  # before it runs: its doorbell rings must reach it
+            new.start()
+        else:
+            new.resume()
+        migrations.append(Migration(point, vcpu, time.monotonic() - asked, cost.saved_bytes,
+                                    cost.new_process, cost.problem, len(console.lines)))
+        if cost.problem:
             break
     last = holder[-1]
     if not last.done.is_set():

@@ -21,7 +21,9 @@ filter) make every case skip with the reason.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from typing import Any, Final
 
 from ..events import ASYNC_PF, SW_SIGNALED
@@ -35,6 +37,13 @@ ROUNDS: Final = 3
 PER_ITERATION: Final = ("self_irq_on", "self_irq_masked", "cross_cpu", "bad_mpidr",
                         "critical")
 ONCE: Final = ("hotplug", "suspend")
+# Where the module's checkpoints let the VMM migrate: (round, kind) per iteration, kind 1 =
+# inside the normal handler, 2 = inside the critical handler that preempted it, 0 = between
+# iterations (sdei_test.c: point = iteration << 16 | round << 8 | kind).
+MIGRATION_POINTS: Final = frozenset(
+    i << 16 | r << 8 | k for i in range(1, ROUNDS + 1) for r, k in ((1, 1), (3, 1), (5, 2),
+                                                                   (0, 0)))
+MIGRATIONS: Final = len(MIGRATION_POINTS)
 MEMO: Final = "linux-guest"
 
 
@@ -61,8 +70,10 @@ def _boot(backend: Any) -> None:
     if why is not None:
         backend.memo[MEMO] = why
         raise Skip(why)
+    from .linux_guest_migrate import migrate
+
     t0 = time.monotonic()
-    run = run_guest(backend.kvm, d, vcpus=VCPUS, rounds=ROUNDS)
+    run = run_guest(backend.kvm, d, vcpus=VCPUS, rounds=ROUNDS, plan=_plan(), migrator=migrate)
     backend.memo[MEMO] = run
     notes = backend.memo.setdefault("notes", [])
     notes.append(f"linux-guest: nested Linux reached userspace {run.boot_seconds or 0:.1f} s "
@@ -70,11 +81,48 @@ def _boot(backend: Any) -> None:
                  f"the whole run took {time.monotonic() - t0:.1f} s")
     notes.append(f"linux-guest: {len(run.migrations)} live migrations, "
                  f"{sum(m.in_handler for m in run.migrations)} with a handler running")
+    if run.migrations:
+        secs = sorted(m.seconds for m in run.migrations)
+        notes.append(f"linux-guest: one live migration (pause request to resumed run) took "
+                     f"{secs[len(secs) // 2]:.2f} s median, {secs[-1]:.2f} s max; it saved "
+                     f"{run.migrations[0].saved_bytes} bytes (guest RAM, registers blob, "
+                     "vGIC)")
     if run.errors:
         raise CheckFailed("; ".join(run.errors))
     if run.parsed.done is None:
         tail = " | ".join(run.console[-8:])
         raise CheckFailed(f"the module did not finish ({run.ended_by}); console: {tail}")
+
+
+def _plan() -> Callable[[int, int], bool]:
+    """The checkpoints to migrate at (``MIGRATION_POINTS``), each once, in the order the
+    guest reaches them."""
+    taken: set[int] = set()
+    lock = threading.Lock()
+
+    def plan(_vcpu: int, point: int) -> bool:
+        with lock:
+            if point in MIGRATION_POINTS and point not in taken:
+                taken.add(point)
+                return True
+            return False
+
+    return plan
+
+
+def _migration(n: int) -> Case:
+    def run(backend: Any) -> None:
+        r = _run(backend)
+        if len(r.migrations) < n:
+            raise CheckFailed(f"only {len(r.migrations)} live migrations happened, not {n}")
+        m = r.migrations[n - 1]
+        if m.problem:
+            raise CheckFailed(f"migration {n} ({m.label}): {m.problem}")
+        if len(r.console) <= m.console_lines or r.parsed.done is None:
+            raise CheckFailed(f"migration {n} ({m.label}): the guest did not carry on")
+
+    return Case(f"migration-{n:02d}", run, f"live migration {n} of the running guest; it "
+                "carries on")
 
 
 def _detected(backend: Any) -> None:
@@ -155,5 +203,6 @@ def suite() -> Suite:
     cases += [Case("model", _model, "every recorded call and dispatch equals the model's"),
               Case("counters", _counters, "guest counters equal the host's record"),
               Case("unload", _unload, "the module disables and unregisters on unload")]
+    cases += [_migration(n) for n in range(1, MIGRATIONS + 1)]
     return Suite(NAME, "Linux's own SDEI driver as the client: the lab's kernel booted in the "
                  "reference VMM with the test module", tuple(cases), frozenset({"kvm", "sdei"}))

@@ -60,9 +60,12 @@ class ReferenceVmm:
     """The machine of ``cfg`` on ``kvm``, ready to ``boot`` (or to be restored into)."""
 
     def __init__(self, cfg: VmmConfig, console: Console, *, kvm: Kvm | None = None,
-                 doorbell: Doorbell | None = None) -> None:
+                 doorbell: Doorbell | None = None, secondaries_off: bool = True) -> None:
+        """``secondaries_off``: every vCPU but the first starts powered off, as at boot
+        (False for a migration destination whose vCPUs are all online)."""
         self.cfg = cfg
         self.console = console
+        self.doorbell = doorbell
         self.kvm = kvm or Kvm()
         self.vm: Vm = self.kvm.create_vm()
         n = cfg.vcpus
@@ -74,7 +77,8 @@ class ReferenceVmm:
         self.regs: list[ProviderVcpu] = []
         for i in range(n):
             vcpu = self.vm.create_vcpu(i)
-            vcpu.init([VcpuFeature.PSCI_0_2] + ([VcpuFeature.POWER_OFF] if i else []))
+            off = [VcpuFeature.POWER_OFF] if i and secondaries_off else []
+            vcpu.init([VcpuFeature.PSCI_0_2, *off])
             self.vcpus.append(vcpu)
             self.regs.append(self.provider.attach(i, vcpu))
         self.gic.init()
