@@ -9,7 +9,7 @@
 /bin/busybox mount -t devtmpfs dev /dev
 bb=/bin/busybox
 echo "guest-init: userspace up at $($bb cut -d' ' -f1 /proc/uptime)s; $($bb uname -r)"
-$bb dmesg | $bb grep -i sdei | $bb sed 's/^/guest-dmesg: /'
+$bb dmesg | $bb grep -iE "sdei|page table isolation" | $bb sed "s/^/guest-dmesg: /"
 if [ "${sdei_suspend:-0}" = 1 ]; then
   echo devices > /sys/power/pm_test || sdei_suspend=0
 fi

@@ -8,6 +8,7 @@ Formats (``module/sdei_test.c``, ``init.sh``)::
     sdei-test: done passed=<n> failed=<n>
     sdei-test: unload disable=<rc>,<rc> unregister=<rc>,<rc>
     guest-dmesg: ... sdei: SDEIv1.1 (0x<vendor>) detected in firmware.
+    guest-dmesg: ... CPU features: detected: Kernel page table isolation (KPTI)
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class GuestResults:
     unload: tuple[int, int, int, int] | None = None
     detected: tuple[int, int, int] | None = None
     """(major, minor, vendor) from Linux's SDEI probe message."""
+    kpti: bool = False
+    """Linux runs with page-table isolation: SDEI entry goes through its trampoline."""
 
 
 def parse(lines: Iterable[str]) -> GuestResults:
@@ -71,4 +74,6 @@ def parse(lines: Iterable[str]) -> GuestResults:
             r.unload = (a, b, c, d)
         elif m := DETECTED.search(ln):
             r.detected = (int(m.group(1)), int(m.group(2)), int(m.group(3), 16))
+        elif "Kernel page table isolation (KPTI)" in ln:
+            r.kpti = True
     return r

@@ -103,19 +103,29 @@ def bootargs(rounds: int, suspend: bool) -> str:
 def run_guest(kvm: Kvm, assets: Path, *, vcpus: int = 2, rounds: int = 3,
               suspend: bool = True, timeout: float = 300.0,
               plan: Callable[[int, int], bool] | None = None,
-              migrator: Migrator | None = None) -> GuestRun:
-    """Boot and run the guest to its power-off; see the module docstring."""
+              migrator: Migrator | None = None, handoff_point: int | None = None,
+              workdir: Path | None = None) -> GuestRun:
+    """Boot and run the guest to its power-off; see the module docstring. At checkpoint
+    ``handoff_point`` the rest of the run moves to a new process (``linux_guest_handoff``,
+    snapshot in ``workdir``)."""
+    from .linux_guest_handoff import handoff
+
     console = Console()
     holder: list[ReferenceVmm] = []
-    wanted: queue.Queue[tuple[int, int, float]] = queue.Queue()
+    wanted: queue.Queue[tuple[int, int, float, bool]] = queue.Queue()
+    handed: list[int] = []
 
     def on_inject(vcpu: int, event: int) -> None:
         holder[-1].provider.inject(vcpu, event)
 
     def on_checkpoint(vcpu: int, point: int) -> None:
-        if migrator is not None and plan is not None and plan(vcpu, point):
+        if point == handoff_point and workdir is not None and not handed:
+            handed.append(point)
+            holder[-1].request_pause()
+            wanted.put((vcpu, point, time.monotonic(), True))
+        elif migrator is not None and plan is not None and plan(vcpu, point):
             holder[-1].request_pause()  # parks every thread at its next check
-            wanted.put((vcpu, point, time.monotonic()))
+            wanted.put((vcpu, point, time.monotonic(), False))
 
     bell = Doorbell(on_inject, on_checkpoint)
     cfg = VmmConfig(vcpus)
@@ -126,12 +136,20 @@ def run_guest(kvm: Kvm, assets: Path, *, vcpus: int = 2, rounds: int = 3,
     t0 = time.monotonic()
     vmm.start()
     migrations: list[Migration] = []
+    lines = console.lines
     end = t0 + timeout
+    rest = None
     while not holder[-1].done.is_set() and time.monotonic() < end:
         try:
-            vcpu, point, asked = wanted.get(timeout=0.2)
+            vcpu, point, asked, to_process = wanted.get(timeout=0.2)
         except queue.Empty:
             continue
+        if to_process:
+            assert workdir is not None
+            rest = handoff(holder[-1], workdir, max(10.0, end - time.monotonic()))
+            migrations.append(Migration(point, vcpu, rest.resumed_at - asked, rest.saved_bytes,
+                                        True, rest.problem, len(lines)))
+            break
         assert migrator is not None
         new, cost = migrator(holder[-1])
         if new is not holder[-1]:
@@ -140,22 +158,30 @@ def run_guest(kvm: Kvm, assets: Path, *, vcpus: int = 2, rounds: int = 3,
         else:
             new.resume()
         migrations.append(Migration(point, vcpu, time.monotonic() - asked, cost.saved_bytes,
-                                    cost.new_process, cost.problem, len(console.lines)))
+                                    cost.new_process, cost.problem, len(lines)))
         if cost.problem:
             break
     last = holder[-1]
-    if not last.done.is_set():
+    if rest is None and not last.done.is_set():
         last.shutdown(f"the guest did not power off within {timeout:.0f} s")
     last.join()
-    pending = tuple(tuple(ev.number for ev, es in last.provider.machine.state(i).pairs()
-                          if es.pending) for i in range(vcpus))
     up = console.find(UP)
+    if rest is not None:
+        all_lines = [*lines, *rest.console]
+        records, ended_by, pending = rest.records, rest.ended_by or rest.problem, rest.pending
+        errors = [e for v in holder for e in v.errors] + rest.errors
+    else:
+        all_lines = list(lines)
+        records, ended_by = list(last.provider.records), last.ended_by
+        pending = tuple(tuple(ev.number for ev, es in last.provider.machine.state(i).pairs()
+                              if es.pending) for i in range(vcpus))
+        errors = [e for v in holder for e in v.errors]
     run = GuestRun(
-        nr_vcpus=vcpus, console=list(console.lines), parsed=results.parse(console.lines),
-        records=list(last.provider.records), mpidrs=last.mpidrs, ended_by=last.ended_by,
-        errors=[e for v in holder for e in v.errors],
+        nr_vcpus=vcpus, console=all_lines, parsed=results.parse(all_lines), records=records,
+        mpidrs=last.mpidrs, ended_by=ended_by, errors=errors,
         boot_seconds=None if up is None else console.times[up[0]] - t0,
         guest_boot_seconds=None if up is None else float(up[1].group(1)),
         total_seconds=time.monotonic() - t0, final_pending=pending, migrations=migrations)
-    last.close()
+    if rest is None:
+        last.close()
     return run

@@ -21,9 +21,11 @@ filter) make every case skip with the reason.
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Final
 
 from ..events import ASYNC_PF, SW_SIGNALED
@@ -41,9 +43,12 @@ ONCE: Final = ("hotplug", "suspend")
 # inside the normal handler, 2 = inside the critical handler that preempted it, 0 = between
 # iterations (sdei_test.c: point = iteration << 16 | round << 8 | kind).
 MIGRATION_POINTS: Final = frozenset(
-    i << 16 | r << 8 | k for i in range(1, ROUNDS + 1) for r, k in ((1, 1), (3, 1), (5, 2),
-                                                                   (0, 0)))
-MIGRATIONS: Final = len(MIGRATION_POINTS)
+    {i << 16 | r << 8 | k for i in (1, 2) for r, k in ((1, 1), (3, 1), (5, 2), (0, 0))}
+    | {1 << 16 | 2 << 8 | 1, 3 << 16 | 1 << 8 | 1, 3 << 16 | 3 << 8 | 1})
+HANDOFF_POINT: Final = 3 << 16 | 5 << 8 | 1
+"""Where the run moves into a VM in a new process: inside the normal handler of the last
+critical round, before it rings for ASYNC_PF (the rest of the run happens there)."""
+MIGRATIONS: Final = len(MIGRATION_POINTS) + 1
 MEMO: Final = "linux-guest"
 
 
@@ -73,14 +78,20 @@ def _boot(backend: Any) -> None:
     from .linux_guest_migrate import migrate
 
     t0 = time.monotonic()
-    run = run_guest(backend.kvm, d, vcpus=VCPUS, rounds=ROUNDS, plan=_plan(), migrator=migrate)
+    with tempfile.TemporaryDirectory(prefix="sdei-linux-guest-") as work:
+        run = run_guest(backend.kvm, d, vcpus=VCPUS, rounds=ROUNDS, plan=_plan(),
+                        migrator=migrate, handoff_point=HANDOFF_POINT, workdir=Path(work))
     backend.memo[MEMO] = run
     notes = backend.memo.setdefault("notes", [])
     notes.append(f"linux-guest: nested Linux reached userspace {run.boot_seconds or 0:.1f} s "
                  f"after the VMM started ({run.guest_boot_seconds or 0:.1f} s guest uptime); "
                  f"the whole run took {time.monotonic() - t0:.1f} s")
+    notes.append("linux-guest: the guest kernel " + ("uses" if run.parsed.kpti else
+                 "does not use") + " page-table isolation (SDEI entry through the KPTI "
+                 "trampoline)")
     notes.append(f"linux-guest: {len(run.migrations)} live migrations, "
-                 f"{sum(m.in_handler for m in run.migrations)} with a handler running")
+                 f"{sum(m.in_handler for m in run.migrations)} with a handler running, "
+                 f"{sum(m.new_process for m in run.migrations)} into a new process")
     if run.migrations:
         secs = sorted(m.seconds for m in run.migrations)
         notes.append(f"linux-guest: one live migration (pause request to resumed run) took "
@@ -122,7 +133,7 @@ def _migration(n: int) -> Case:
             raise CheckFailed(f"migration {n} ({m.label}): the guest did not carry on")
 
     return Case(f"migration-{n:02d}", run, f"live migration {n} of the running guest; it "
-                "carries on")
+                "carries on" + (" (into a new process)" if n == MIGRATIONS else ""))
 
 
 def _detected(backend: Any) -> None:

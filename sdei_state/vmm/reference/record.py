@@ -217,4 +217,36 @@ def tally(nr_vcpus: int, records: Iterable[Record],
 
 
 __all__ = ["CallRecord", "DispatchRecord", "InjectRecord", "MigrateRecord",
-           "Mismatch", "Record", "RecordingProvider", "Tally", "replay", "tally", "to_scenario"]
+           "Mismatch", "Record", "RecordingProvider", "Tally", "from_json", "replay", "tally",
+           "to_json", "to_scenario"]
+
+
+def to_json(records: Iterable[Record]) -> list[dict[str, Any]]:
+    """The record as JSON values (each with its ``kind``), for handing a run to another
+    process."""
+    out: list[dict[str, Any]] = []
+    for r in records:
+        d: dict[str, Any] = {"kind": type(r).__name__}
+        for name in r.__slots__:
+            v = getattr(r, name)
+            d[name] = list(v) if isinstance(v, tuple) else v
+        out.append(d)
+    return out
+
+
+def from_json(items: Sequence[dict[str, Any]]) -> list[Record]:
+    """``to_json``'s inverse; ValueError naming the entry for anything else."""
+    kinds: dict[str, Callable[..., Record]] = {
+        c.__name__: c for c in (CallRecord, DispatchRecord, InjectRecord, MigrateRecord)}
+    out: list[Record] = []
+    for i, d in enumerate(items):
+        cls = kinds.get(d.get("kind", "")) if isinstance(d, dict) else None
+        if cls is None:
+            raise ValueError(f"record entry {i}: unknown kind {d!r:.60}")
+        try:
+            args = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()
+                    if k != "kind"}
+            out.append(cls(**args))
+        except TypeError as e:
+            raise ValueError(f"record entry {i}: {e}") from None
+    return out
