@@ -12,8 +12,11 @@ examples than the profile (because each is slow) scales the profile's count,
 ``settings(max_examples=settings().max_examples * 4 // 10)``; everything else follows the
 profile.
 
-Fixtures: ``sim_vm`` builds simulated VMs (``sim_vm(2, host=..., initialized=False)``) and
-``sim_vcpu`` is vCPU 0 of a fresh one-vCPU simulated VM on the default host.
+The testing kit's fixtures (``sdei_state.testing.fixtures``: ``sdei_sim_vm``,
+``sdei_kvm_vcpu``, ``sdei_arm64_vcpu``) are loaded as a plugin, as a project built on the library
+would load them. Local fixtures: ``sim_vm`` builds simulated VMs
+(``sim_vm(2, host=..., initialized=False)``) and ``sim_vcpu`` is vCPU 0 of a fresh one-vCPU
+simulated VM on the default host.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ else:
     if _profile not in ("dev", "ci"):
         raise pytest.UsageError(f"HYPOTHESIS_PROFILE={_profile!r} is not a profile (dev, ci)")
     settings.load_profile(_profile)
+
+pytest_plugins = ["sdei_state.testing.fixtures"]
 
 SimVmFactory = Callable[..., SimVm]
 

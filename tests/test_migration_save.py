@@ -11,7 +11,6 @@ import pytest
 from conftest import SimVmFactory
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import canonical_vcpu_states, u64s, vcpu_states
 
 from sdei_state.cpu import CONTEXT_GPRS, CpuReg
 from sdei_state.errors import RegError, RestoreError
@@ -28,6 +27,7 @@ from sdei_state.regs import firmware
 from sdei_state.regs.sdei import SDEI_REG_IDS, encode_map
 from sdei_state.spec import Function, Ret
 from sdei_state.state import VcpuState
+from sdei_state.testing.strategies import canonical_vcpu_states, u64s, vcpu_states
 from sdei_state.vcpu.sim import SimVcpu, SimVm
 
 # 40 examples in the dev profile, 400 in ci (tests/conftest.py): each saves and restores VMs.

@@ -25,7 +25,6 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from strategies import canonical_vcpu_states, reg_values, u64s, vcpu_states
 
 from sdei_state.cpu import CpuReg, MemoryCpu
 from sdei_state.errors import RestoreError
@@ -47,6 +46,7 @@ from sdei_state.regs.sdei import (
 )
 from sdei_state.spec import CONTEXT_REGS, Function, Priority, Ret
 from sdei_state.state import VcpuState
+from sdei_state.testing.strategies import canonical_vcpu_states, reg_values, u64s, vcpu_states
 from sdei_state.vcpu.sim import SimVm
 
 HEAVY = os.environ.get("SDEI_HEAVY") == "1"

@@ -9,13 +9,6 @@ import construct as cs
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import (
-    canonical_vcpu_states,
-    event_states,
-    reg_values,
-    u64s,
-    vcpu_states,
-)
 
 from sdei_state.cpu import CpuReg, MemoryCpu
 from sdei_state.events import EVENTS
@@ -44,6 +37,13 @@ from sdei_state.regs.sdei import (
 )
 from sdei_state.spec import Function, Priority
 from sdei_state.state import RESET_STATE, Context, EventState, VcpuState
+from sdei_state.testing.strategies import (
+    canonical_vcpu_states,
+    event_states,
+    reg_values,
+    u64s,
+    vcpu_states,
+)
 
 U64 = (1 << 64) - 1
 # Twice the profile's examples (200 dev, 2,000 ci; tests/conftest.py): each is microseconds.

@@ -11,7 +11,6 @@ import errno
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from strategies import canonical_vcpu_states, reg_values, u64s, vcpu_states
 
 from sdei_state.cpu import CpuReg
 from sdei_state.errors import KvmError, RegError, RegListTooSmall
@@ -30,6 +29,7 @@ from sdei_state.regs.sdei import (
 )
 from sdei_state.spec import Function, Ret
 from sdei_state.state import RESET_STATE, VcpuState
+from sdei_state.testing.strategies import canonical_vcpu_states, reg_values, u64s, vcpu_states
 from sdei_state.vcpu.sim import CallArgumentError, SimVcpu, SimVm
 from sdei_state.vcpu.transport import RegTransport
 
