@@ -95,16 +95,18 @@ class GuestRun:
         return self.mpidrs.index(aff) if aff in self.mpidrs else None
 
 
-def bootargs(rounds: int, suspend: bool) -> str:
-    return (f"{DEFAULT_BOOTARGS} quiet sdei_doorbell={DOORBELL_BASE:#x} sdei_rounds={rounds} "
-            f"sdei_suspend={int(suspend)}")
+def bootargs(rounds: int, suspend: bool, kpti: bool = False) -> str:
+    """The nested kernel's command line; ``kpti`` forces page-table isolation (``kpti=1``),
+    so SDEI events enter through Linux's trampoline (``__sdei_asm_entry_trampoline``)."""
+    return (f"{DEFAULT_BOOTARGS} quiet{' kpti=1' if kpti else ''} "
+            f"sdei_doorbell={DOORBELL_BASE:#x} sdei_rounds={rounds} sdei_suspend={int(suspend)}")
 
 
 def run_guest(kvm: Kvm, assets: Path, *, vcpus: int = 2, rounds: int = 3,
               suspend: bool = True, timeout: float = 300.0,
               plan: Callable[[int, int], bool] | None = None,
               migrator: Migrator | None = None, handoff_point: int | None = None,
-              workdir: Path | None = None) -> GuestRun:
+              workdir: Path | None = None, kpti: bool = False) -> GuestRun:
     """Boot and run the guest to its power-off; see the module docstring. At checkpoint
     ``handoff_point`` the rest of the run moves to a new process (``linux_guest_handoff``,
     snapshot in ``workdir``)."""
@@ -132,7 +134,7 @@ def run_guest(kvm: Kvm, assets: Path, *, vcpus: int = 2, rounds: int = 3,
     vmm = ReferenceVmm(cfg, console, kvm=kvm, doorbell=bell)
     holder.append(vmm)
     vmm.boot((assets / "Image").read_bytes(), (assets / "initramfs.cpio").read_bytes(),
-             bootargs(rounds, suspend))
+             bootargs(rounds, suspend, kpti))
     t0 = time.monotonic()
     vmm.start()
     migrations: list[Migration] = []
