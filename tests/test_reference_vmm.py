@@ -6,6 +6,7 @@ header, MMIO dispatch, the console, and the record of SDEI traffic replayed thro
 from __future__ import annotations
 
 import gzip
+import json
 import struct
 from typing import Any, Final
 
@@ -304,3 +305,17 @@ def test_a_record_the_model_disagrees_with_is_reported() -> None:
     assert "'dispatch': True" in str(bad[0]) and "'pc'" in str(bad[0])
     doc, want = to_scenario(2, recs)
     assert doc["format"] == "sdei-state/scenario/1" and len(doc["steps"]) == len(want)
+
+
+def test_record_json_round_trip_and_bad_entries() -> None:
+    from sdei_state.vmm.reference.record import from_json, to_json
+
+    p, cpus = _provider(2)
+    _linux_like_session(p, cpus)
+    p.note_migration()
+    back = from_json(json.loads(json.dumps(to_json(p.records))))
+    assert back == p.records
+    with pytest.raises(ValueError, match="record entry 0: unknown kind"):
+        from_json([{"kind": "Nope"}])
+    with pytest.raises(ValueError, match="record entry 0: "):
+        from_json([{"kind": "InjectRecord", "vcpu": 0}])

@@ -59,6 +59,8 @@ def _run(backend: Any) -> Any:
         raise Skip("the boot case did not run (select it too: --case 'linux-guest/boot')")
     if isinstance(got, str):
         raise Skip(got)
+    if got.parsed.done is None:
+        raise Skip("the guest did not finish its rounds (see the boot case)")
     return got
 
 
@@ -78,21 +80,30 @@ def _boot(backend: Any) -> None:
     from .linux_guest_migrate import migrate
 
     t0 = time.monotonic()
+    backend.memo[MEMO] = "the boot case failed before the guest ran"
     with tempfile.TemporaryDirectory(prefix="sdei-linux-guest-") as work:
         run = run_guest(backend.kvm, d, vcpus=VCPUS, rounds=ROUNDS, plan=_plan(),
                         migrator=migrate, handoff_point=HANDOFF_POINT, workdir=Path(work),
                         kpti=_host_is_cortex_a72())
     backend.memo[MEMO] = run
     notes = backend.memo.setdefault("notes", [])
-    notes.append(f"linux-guest: nested Linux reached userspace {run.boot_seconds or 0:.1f} s "
-                 f"after the VMM started ({run.guest_boot_seconds or 0:.1f} s guest uptime); "
-                 f"the whole run took {time.monotonic() - t0:.1f} s")
+    if run.boot_seconds is None:
+        notes.append("linux-guest: the nested Linux never reached userspace")
+    else:
+        notes.append(f"linux-guest: nested Linux reached userspace {run.boot_seconds:.1f} s "
+                     f"after the VMM started ({run.guest_boot_seconds or 0:.1f} s guest "
+                     f"uptime); the whole run took {time.monotonic() - t0:.1f} s")
     notes.append("linux-guest: the guest kernel " + ("uses" if run.parsed.kpti else
                  "does not use") + " page-table isolation (SDEI entry through the KPTI "
                  "trampoline)")
     notes.append(f"linux-guest: {len(run.migrations)} live migrations, "
                  f"{sum(m.in_handler for m in run.migrations)} with a handler running, "
                  f"{sum(m.new_process for m in run.migrations)} into a new process")
+    for n, m in enumerate(run.migrations, 1):
+        notes.append(f"linux-guest: migration-{n:02d} at {m.label}"
+                     + (" into a new process" if m.new_process else "")
+                     + f": {m.seconds:.2f} s, {m.saved_bytes} bytes"
+                     + (f"; {m.problem}" if m.problem else ""))
     if run.migrations:
         secs = sorted(m.seconds for m in run.migrations)
         notes.append(f"linux-guest: one live migration (pause request to resumed run) took "
