@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sdei_state.errors import RestoreError
 from sdei_state.migration.save import TIMER_ORDER, restore_order, restore_vcpu
 from sdei_state.regs.ids import REG_PC, REG_VBAR_EL1, sys_reg
 
@@ -65,3 +67,24 @@ def test_restore_writes_the_counter_before_the_compare_value() -> None:
     result = restore_vcpu(t, saved)
     assert t.order == [CNTVCT, CNTV_CVAL, CNTV_CTL, REG_PC, REG_VBAR_EL1]
     assert result.written == tuple(t.order)
+
+
+def test_istatus_is_not_compared_on_read_back() -> None:
+    """KVM computes CNTV_CTL.ISTATUS at each read: a timer saved just before it fired reads
+    back fired. Any other difference still fails the read-back."""
+    saved = {CNTVCT: 100, CNTV_CVAL: 101, CNTV_CTL: 0x1}
+
+    class Fires(_Recorder):
+        def get_regs(self, reg_ids: Sequence[int]) -> list[int]:
+            return [v | 0x4 if r == CNTV_CTL else v for r, v in zip(
+                reg_ids, super().get_regs(reg_ids), strict=True)]
+
+    restore_vcpu(Fires(dict.fromkeys(saved, 0)), saved)
+
+    class Flips(_Recorder):
+        def get_regs(self, reg_ids: Sequence[int]) -> list[int]:
+            return [v ^ 0x2 if r == CNTV_CTL else v for r, v in zip(
+                reg_ids, super().get_regs(reg_ids), strict=True)]
+
+    with pytest.raises(RestoreError, match="CNTV_CTL"):
+        restore_vcpu(Flips(dict.fromkeys(saved, 0)), saved)
