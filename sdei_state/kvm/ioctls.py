@@ -66,6 +66,7 @@ IOCTLS: Final = (
     _io("KVM_CREATE_VCPU", 0x41),
     _iow("KVM_SET_USER_MEMORY_REGION", 0x46, "struct kvm_userspace_memory_region", 32),
     _ior("KVM_ARM_PREFERRED_TARGET", 0xAF, "struct kvm_vcpu_init", 32),
+    _iowr("KVM_CREATE_DEVICE", 0xE0, "struct kvm_create_device", 12),
     _iow("KVM_SET_DEVICE_ATTR", 0xE1, "struct kvm_device_attr", 24),  # also vCPU / device fd
     _iow("KVM_GET_DEVICE_ATTR", 0xE2, "struct kvm_device_attr", 24),
     _iow("KVM_HAS_DEVICE_ATTR", 0xE3, "struct kvm_device_attr", 24),
@@ -86,6 +87,7 @@ KVM_GET_VCPU_MMAP_SIZE: Final = BY_NAME["KVM_GET_VCPU_MMAP_SIZE"].number
 KVM_CREATE_VCPU: Final = BY_NAME["KVM_CREATE_VCPU"].number
 KVM_SET_USER_MEMORY_REGION: Final = BY_NAME["KVM_SET_USER_MEMORY_REGION"].number
 KVM_ARM_PREFERRED_TARGET: Final = BY_NAME["KVM_ARM_PREFERRED_TARGET"].number
+KVM_CREATE_DEVICE: Final = BY_NAME["KVM_CREATE_DEVICE"].number
 KVM_SET_DEVICE_ATTR: Final = BY_NAME["KVM_SET_DEVICE_ATTR"].number
 KVM_GET_DEVICE_ATTR: Final = BY_NAME["KVM_GET_DEVICE_ATTR"].number
 KVM_HAS_DEVICE_ATTR: Final = BY_NAME["KVM_HAS_DEVICE_ATTR"].number
