@@ -49,17 +49,25 @@ def pick_backend(choice: str) -> SuiteBackend:
 def all_suites(backend: SuiteBackend, named: Sequence[str] = ()) -> list[Suite]:
     """Every suite, in the order they run; those the backend cannot serve skip with its
     reason (``SuiteBackend.missing``). The opt-in suites (``linux-guest``: it boots a Linux
-    guest, a minute in the lab) are included only when ``named`` (the --suite patterns)
-    has a pattern that matches them."""
+    guest, a minute in the lab; ``stock-vmm``: it runs QEMU inside the lab) are included
+    only when ``named`` (the --suite patterns) has a pattern that matches them."""
     from fnmatch import fnmatchcase
 
-    from . import fw_suite, linux_guest_suite, migration_suite, model, sdei_suites, stress_suite
+    from . import (
+        fw_suite,
+        linux_guest_suite,
+        migration_suite,
+        model,
+        sdei_suites,
+        stock_suite,
+        stress_suite,
+    )
 
     suites = [model.suite(), fw_suite.suite(), sdei_suites.calls_suite(),
               sdei_suites.dispatch_suite(), migration_suite.suite(), stress_suite.suite(),
               sdei_suites.in_kernel_suite(migration_suite.in_kernel_cases())]
     suites.extend(backend.extra_suites())
-    opt_in = [linux_guest_suite.suite()]
+    opt_in = [linux_guest_suite.suite(), stock_suite.suite()]
     suites.extend(o for o in opt_in if any(fnmatchcase(o.name, p) for p in named))
     return suites
 
