@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from . import stock_compat, stock_cross
+from . import stock_compat, stock_cross, stock_qemu
 from .core import Suite
 
 NAME: Final = "stock-vmm"
@@ -24,5 +24,5 @@ NAME: Final = "stock-vmm"
 def suite() -> Suite:
     return Suite(NAME, "an unmodified QEMU migrates SDEI through its own stream; one blob "
                  "moves between in-kernel and userspace SDEI; preflight for a stock 6.12 "
-                 "destination", (*stock_cross.cases(),
+                 "destination", (*stock_qemu.cases(), *stock_cross.cases(),
                                  *stock_compat.cases()), frozenset({"kvm"}))
