@@ -26,7 +26,7 @@ _LAB_NAMES: Final = ("kernels", "debs", "boot", "runs", "uapi-arm64", "userspace
                      "userspace.stamp", "last-console.log", "app-*",  # app-<digest>.cpio too
                      "kpkg-*", "rootfs-*", "uapi-*", ".tmp-*", MARKER,
               "linux-guest", "linux-guest-*",  # lab/guest_assets.py
-              "stock-vmm-*", "stock-vmm.stamp")  # lab/qemu_layer.py
+              "stock-vmm", "stock-vmm-*", "stock-vmm.stamp")  # lab/qemu_layer.py
 
 
 class CacheError(RuntimeError):

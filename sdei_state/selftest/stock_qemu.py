@@ -46,6 +46,7 @@ STEP_TIMEOUT: Final = 120.0
 TICK = re.compile(r"stock-guest: tick (\d+)")
 DETECTED = re.compile(r"sdei: SDEIv(\d+)\.(\d+) \(0x[0-9a-f]+\) detected in firmware")
 RUNNING_BIT: Final = 1 << 2
+HOLD_MAGIC: Final = 0x5344 << 48
 
 
 def missing() -> str | None:
@@ -71,6 +72,10 @@ class Stream:
     ticks_before: int
     running: int
     """vCPUs with a handler running (an SDEI_EVENT_STATE with RUNNING) in the stream."""
+    held: list[tuple[int, list[str]]] = field(default_factory=list)
+    """(round, problems) of each running normal handler of ``sdei_hold``: the round named
+    by its interrupted x4, and how SDEI_CONTEXT(0, 4..17) differs from that round's
+    pattern (empty: all 14 as the guest loaded them)."""
 
 
 @dataclass
@@ -81,6 +86,8 @@ class QemuRun:
     streams: list[Stream] = field(default_factory=list)
     ticks_after: list[int] = field(default_factory=list)
     """The guest's last tick seen on each restored QEMU after ``cont``."""
+    completions: list[str] = field(default_factory=list)
+    """For each held round of a stream: the guest's line about it after ``-incoming``."""
     preflight: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -122,6 +129,17 @@ class _Qemu:
             time.sleep(0.5)
         raise CheckFailed(f"no guest tick above {above} within {timeout:.0f} s; console "
                           f"tail: {self.text()[-300:]!r}")
+
+    def wait_line(self, what: re.Pattern[str], timeout: float) -> str:
+        """The first console line ``what`` matches (CheckFailed after ``timeout``)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for ln in self.text().splitlines():
+                if what.search(ln):
+                    return ln.strip()
+            time.sleep(0.5)
+        raise CheckFailed(f"no console line matching {what.pattern!r} within {timeout:.0f} "
+                          f"s; console tail: {self.text()[-300:]!r}")
 
     def wait_status(self, *want: str, timeout: float = STEP_TIMEOUT) -> str:
         deadline = time.monotonic() + timeout
@@ -184,11 +202,33 @@ def _run(argv: list[str]) -> None:
                           f"{(r.stderr or r.stdout).strip()[:300]}")
 
 
+def pattern(round_: int, r: int) -> int:
+    """What ``sdei_hold`` loads into x``r`` in round ``round_`` (its PATTERN)."""
+    return HOLD_MAGIC | round_ << 8 | r
+
+
+def held_round(regs: dict[int, int]) -> tuple[int, list[str]] | None:
+    """(round, problems) when this vCPU is inside an ``sdei_hold`` handler, else None."""
+    if not regs.get(sdei_regs.event_state_id(0), 0) & RUNNING_BIT:
+        return None
+    x4 = regs[sdei_regs.SDEI_REG_BY_NAME["SDEI_CONTEXT(0, 4)"].id]
+    if x4 & ~0xFFFFFF00 != pattern(0, 4):
+        return None  # some other handler of event 0 (Linux's own users)
+    n = x4 >> 8 & 0xFFFF
+    bad = []
+    for r in range(4, 18):
+        v = regs[sdei_regs.SDEI_REG_BY_NAME[f"SDEI_CONTEXT(0, {r})"].id]
+        if v != pattern(n, r):
+            bad.append(f"SDEI_CONTEXT(0, {r}) = {v:#x}, the guest loaded {pattern(n, r):#x}")
+    return n, bad
+
+
 def _stream(path: Path, ticks: int) -> Stream:
     cpus = cpu_sections(path.read_bytes())
     running = sum(1 for c in cpus for i in range(2)
                   if c.as_dict().get(sdei_regs.event_state_id(i), 0) & RUNNING_BIT)
-    return Stream(path.name, cpus, ticks, running)
+    held = [h for c in cpus if (h := held_round(c.as_dict())) is not None]
+    return Stream(path.name, cpus, ticks, running, held)
 
 
 _PSCI, _PMU, _SVE = VcpuFeature.PSCI_0_2, VcpuFeature.PMU_V3, VcpuFeature.SVE
@@ -236,10 +276,11 @@ def session(kvm: Kvm) -> QemuRun:
         base = _base(work)
         q = _Qemu(work, "q0", base, [])
         live.append(q)
-        ticks = q.wait_tick(1, BOOT_TIMEOUT)
+        ticks = q.wait_tick(2, BOOT_TIMEOUT)  # sdei_hold's rounds have begun
         out.dmesg = [ln for ln in q.text().splitlines() if "stock-guest-dmesg" in ln]
         n = 0
         while n < MIGRATIONS:
+            first = len(out.streams)  # the streams of this round, continued by one QEMU
             q.qmp.command("stop")
             n += 1
             path = work / f"m{n}.stream"
@@ -260,6 +301,10 @@ def session(kvm: Kvm) -> QemuRun:
             q.qmp.command("cont")
             ticks = q.wait_tick(ticks, STEP_TIMEOUT)
             out.ticks_after.append(ticks)
+            for n_held in sorted({h[0] for s in out.streams[first:] for h in s.held}):
+                out.completions.append(q.wait_line(
+                    re.compile(rf"sdei-hold: round {n_held} (intact|CORRUPT.*)"),
+                    STEP_TIMEOUT))
         q.quit()
         live.remove(q)
         for s in out.streams:
@@ -314,6 +359,7 @@ def _carried(backend: Any) -> None:
                                   f"missing, first {sdei_regs.SDEI_REG_BY_ID[lacking[0]].name}")
     notes: list[str] = backend.memo.setdefault("notes", [])
     handler = sum(1 for s in run.streams if s.running)
+    notes.extend(f"stock-vmm {ln}" for ln in run.completions)
     notes.append(f"stock-vmm: {len(run.streams)} QEMU migrations, {handler} with a handler "
                  f"running; {len(run.streams[0].cpus[0].ids)} registers per vCPU in QEMU's "
                  f"cpreg list, 47 of them SDEI; {run.seconds:.0f} s")
@@ -361,11 +407,18 @@ def _preflight(backend: Any) -> None:
 
 def _handler_running(backend: Any) -> None:
     run = _session(backend)
-    handler = sum(1 for s in run.streams if s.running)
-    if handler < 2:
-        raise Skip(f"{handler} of {len(run.streams)} QEMU migrations caught a handler "
-                   "running: the guest's client returns from its handlers at once and QEMU "
-                   "cannot inject an event, so a stop rarely lands inside one")
+    held = [s for s in run.streams if s.held]
+    if len(held) < 2:
+        raise CheckFailed(f"{len(held)} of {len(run.streams)} QEMU migrations caught an "
+                          "sdei_hold handler running, 2 wanted (is sdei_hold.ko in the "
+                          f"guest? {(ASSETS / 'STATUS').read_text().strip()})")
+    for s in held:
+        for n, bad in s.held:
+            if bad:
+                raise CheckFailed(f"{s.name}: round {n}'s interrupted context: {bad[0]}")
+    corrupt = [c for c in run.completions if "intact" not in c]
+    if corrupt or not run.completions:
+        raise CheckFailed(f"after -incoming: {corrupt[0] if corrupt else 'no round completed'}")
 
 
 def cases() -> list[Case]:
@@ -381,5 +434,7 @@ def cases() -> list[Case]:
         Case("qemu-stream-preflight", _preflight, "preflight accepts each stream's register "
              "set for a fresh vCPU of this kernel"),
         Case("qemu-handler-running", _handler_running, "at least 2 migrations caught an SDEI "
-             "handler running"),
+             "handler running; its interrupted x4..x17 in the stream's SDEI_CONTEXT are what "
+             "the guest loaded, and after -incoming the handler completes and the guest finds "
+             "them intact"),
     ]

@@ -1,9 +1,9 @@
 #!/bin/busybox sh
 # /init of the Linux guest that Debian's QEMU boots inside the lab (stock-vmm suite).
-# Shows the kernel's SDEI lines, loads the linux-guest SDEI test module once (when the lab
-# could build it) and leaves it loaded, so SDEI event 0 stays registered and enabled across
-# the migrations, then prints a tick every second: ticks that go on after `-incoming` show
-# the guest carried on.
+# Shows the kernel's SDEI lines, loads sdei_hold.ko (when the lab could build it: its thread
+# signals SDEI event 0 to its own CPU over and over, and each handler holds the CPU for a
+# while, so a stop most likely lands inside one), then prints a tick every second: ticks that
+# go on after `-incoming` show the guest carried on.
 bb=/bin/busybox
 $bb mkdir -p /proc /sys /dev
 $bb mount -t proc proc /proc
@@ -11,10 +11,9 @@ $bb mount -t sysfs sys /sys
 $bb mount -t devtmpfs dev /dev
 echo "stock-guest: up at $($bb cut -d' ' -f1 /proc/uptime)s; $($bb uname -r)"
 $bb dmesg | $bb grep -i "sdei" | $bb sed "s/^/stock-guest-dmesg: /"
-if [ -s /sdei_test.ko ]; then
-  $bb insmod /sdei_test.ko rounds=1
+if [ -s /sdei_hold.ko ]; then
+  $bb insmod /sdei_hold.ko
   echo "stock-guest: insmod status $?"
-  $bb dmesg | $bb grep 'sdei-test:' | $bb sed 's/^\[[ 0-9.]*\] /stock-guest-dmesg: /'
 fi
 n=0
 while true; do
