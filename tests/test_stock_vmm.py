@@ -154,3 +154,18 @@ def test_the_suite_is_opt_in_and_skips_with_reasons_off_the_lab() -> None:
     assert len(results) == 21
     assert all(r.outcome is Outcome.SKIP and r.message for r in results), results
     assert any("needs real arm64 KVM" in r.message for r in results)
+
+
+def test_held_round_reads_the_round_and_checks_the_context() -> None:
+    from sdei_state.selftest.stock_qemu import held_round, pattern
+
+    ctx = {sdei_regs.SDEI_REG_BY_NAME[f"SDEI_CONTEXT(0, {r})"].id: pattern(7, r)
+           for r in range(18)}
+    regs = {**ctx, sdei_regs.event_state_id(0): 0x7}
+    assert held_round(regs) == (7, [])
+    assert held_round({**regs, sdei_regs.event_state_id(0): 0x3}) is None  # not running
+    other = sdei_regs.SDEI_REG_BY_NAME["SDEI_CONTEXT(0, 4)"].id
+    assert held_round({**regs, other: 0x1234}) is None  # some other user of event 0
+    x9 = sdei_regs.SDEI_REG_BY_NAME["SDEI_CONTEXT(0, 9)"].id
+    n, bad = held_round({**regs, x9: 0}) or (0, [])
+    assert n == 7 and bad == [f"SDEI_CONTEXT(0, 9) = 0x0, the guest loaded {pattern(7, 9):#x}"]
