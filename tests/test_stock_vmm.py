@@ -169,3 +169,13 @@ def test_held_round_reads_the_round_and_checks_the_context() -> None:
     x9 = sdei_regs.SDEI_REG_BY_NAME["SDEI_CONTEXT(0, 9)"].id
     n, bad = held_round({**regs, x9: 0}) or (0, [])
     assert n == 7 and bad == [f"SDEI_CONTEXT(0, 9) = 0x0, the guest loaded {pattern(7, 9):#x}"]
+
+
+def test_with_qemu_is_a_lab_option_that_reaches_the_config(tmp_path: Path) -> None:
+    from sdei_state import lab
+
+    a = lab._parser().parse_args(["run", "--kernel", "sdei", "--with-qemu", "--cache",
+                                  str(tmp_path), "--", "true"])
+    assert lab._config(a).with_qemu
+    a = lab._parser().parse_args(["run", "--cache", str(tmp_path), "--", "true"])
+    assert not lab._config(a).with_qemu
