@@ -115,4 +115,5 @@ def test_linux_guest_suite_is_opt_in() -> None:
     chosen = select(all_suites(be, ["linux-guest"]), ["linux-guest"])
     names = [c.name for c in chosen[0].cases]
     assert names[:2] == ["boot", "sdei-detected"] and "critical-3" in names
-    assert names[-3:] == ["model", "counters", "unload"]
+    assert names[-15:-12] == ["model", "counters", "unload"]
+    assert names[-12:] == [f"migration-{n:02d}" for n in range(1, 13)]
