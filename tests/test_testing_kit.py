@@ -105,12 +105,15 @@ def test_blobs_hold_the_vcpus_asked_for_and_survive_json(blob: Blob) -> None:
 
 
 def test_call_sequences_reach_every_handler_state_and_nesting() -> None:
-    """The generator is not stuck near reset: over 300 VMs (derandomized, so the test is
-    deterministic) it reaches every handler state of both events, and both running at once."""
+    """The generator is not stuck near reset: over 600 VMs (derandomized, so the test is
+    deterministic) it reaches every handler state of both events, and both running at once.
+    (Hypothesis mixes constants from every loaded local module into its draws, so which VMs
+    come out depends on what else the session imported; 300 missed a state in some
+    sessions.)"""
     seen: set[tuple[str, HandlerState]] = set()
     nested = 0
 
-    @settings(max_examples=300, derandomize=True, database=None, deadline=None,
+    @settings(max_examples=600, derandomize=True, database=None, deadline=None,
               suppress_health_check=list(HealthCheck))
     @given(sst.sim_vms())
     def collect(vm: SimVm) -> None:
