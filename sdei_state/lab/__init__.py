@@ -65,9 +65,10 @@ def build(cfg: LabConfig, progress: Progress, project: Path | None = None,
     app = rootfs.build_app(cfg, project, progress)
     if with_uapi:
         rootfs.fetch_uapi_headers(cfg, progress)
-    nested = guest_assets.build(cfg, progress)  # the linux-guest suite's Image, module, libfdt
+    nested = guest_assets.build(cfg, progress, refresh)  # linux-guest: Image, module, libfdt
+    layers = [userspace, kdir / "mods.cpio", app] + ([nested] if nested else [])
     with progress.step("initramfs: userspace + modules + library + linux-guest layer"):
-        initrd = qemu.combined_initrd(cfg, [userspace, kdir / "mods.cpio", app, nested])
+        initrd = qemu.combined_initrd(cfg, layers)
     return Built(kdir, initrd)
 
 
