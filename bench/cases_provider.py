@@ -5,13 +5,18 @@ or writes costs one real ONE_REG ioctl through the bindings (on a stand-in MSR),
 count of those ioctls is reported beside the minimum. The baseline is that minimum, issued
 from C on the same stand-in MSRs:
 
-- a simple exit, EVENT_STATUS: GET x1 (the event number), SET x0-x3 (the result, and x1-x3
-  zeroed the way KVM's ``smccc_set_retval`` does): 5;
-- a dispatch (absolute entry point): GET x0-x17, PC, PSTATE (the interrupted context), SET
-  x0-x3, PSTATE, PC (the handler's entry): 26; VBAR_EL1 only matters for a relative entry;
+- a simple exit, EVENT_STATUS of event 0: GET x1 (the event number), SET x0 (the result) and
+  x2-x3 (zeroed the way KVM's ``smccc_set_retval`` does; x1 was just read as the 0 it would
+  be set to): 4;
+- a dispatch (absolute entry point): GET x0-x17, PC, PSTATE (the interrupted context) and
+  SCTLR_EL1 (the entry PSTATE depends on its SPAN and DSSBS), SET x0-x3, PSTATE, PC (the
+  handler's entry): 27; VBAR_EL1 only matters for a relative entry;
 - COMPLETE: SET x0-x17, PSTATE, PC (the context back): 20; its status argument in x1 is not
   acted on, so it need not be read.
 
+Each job has its own provider and register file. The registers hold distinct non-zero values
+(x1 = 0 for EVENT_STATUS), so no write is spared by a value that happens to be there already;
+dispatch's set-up puts that interrupted context back (no ioctl) before each call.
 Dispatch and COMPLETE need a fresh state each time (an event pending, or running): that set-up
 goes through the model with an in-memory CPU, untimed, and each call is timed on its own; the C
 baseline is then timed call by call too, so both pay the same clock overhead.
@@ -38,7 +43,8 @@ except ImportError:
 
 EP: Final = 0x4010_0000
 """An absolute handler entry point."""
-EL1H: Final = 0x3C5  # EL1h, DAIF masked: a mode SDEI can interrupt
+EL1H: Final = 0x5  # EL1h, interrupts unmasked: a mode SDEI can interrupt
+JOBS: Final = ("EVENT_STATUS", "dispatch", "COMPLETE")
 
 
 def _nothing() -> None:
@@ -53,8 +59,10 @@ def _minimum(t: MsrVcpu) -> dict[str, list[Op]]:
     x0_3 = (CpuReg.X0, CpuReg.X1, CpuReg.X2, CpuReg.X3)
     ctx = (*CONTEXT_GPRS, CpuReg.PC, CpuReg.PSTATE)
     return {
-        "EVENT_STATUS": t.ops(GET, _ids((CpuReg.X1,))) + t.ops(SET, _ids(x0_3)),
-        "dispatch": t.ops(GET, _ids(ctx)) + t.ops(SET, _ids((*x0_3, CpuReg.PSTATE, CpuReg.PC))),
+        "EVENT_STATUS": t.ops(GET, _ids((CpuReg.X1,)))
+        + t.ops(SET, _ids((CpuReg.X0, CpuReg.X2, CpuReg.X3))),
+        "dispatch": t.ops(GET, _ids((*ctx, CpuReg.SCTLR_EL1)))
+        + t.ops(SET, _ids((*x0_3, CpuReg.PSTATE, CpuReg.PC))),
         "COMPLETE": t.ops(SET, _ids((*CONTEXT_GPRS, CpuReg.PSTATE, CpuReg.PC))),
     }
 
@@ -63,8 +71,11 @@ class _Served:
     """A provider serving vCPU 0 over ``MsrVcpu``, with event 0 registered and enabled."""
 
     def __init__(self, env: KvmEnv, mode: str | None, *, record: bool = False) -> None:
-        values = {rid: 0 for rid in REG_IDS.values()}
+        values = {rid: 0x1000 + 8 * i for i, rid in enumerate(REG_IDS.values())}
+        values[REG_IDS[CpuReg.X1]] = 0  # EVENT_STATUS asks about event 0
         values[REG_IDS[CpuReg.PSTATE]] = EL1H
+        values[REG_IDS[CpuReg.SCTLR_EL1]] = 0x00C50078
+        values[REG_IDS[CpuReg.VBAR_EL1]] = 0x4000_0000
         self.values = values
         self.t = MsrVcpu(env.vcpus[mode] if mode else None, values, env.msrs, record=record)
         self.p = SdeiProvider(1)
@@ -87,6 +98,11 @@ class _Served:
         m.call(0, Function.EVENT_COMPLETE, [0], self.mem)  # DENIED if nothing runs: fine
         m.inject(0, 0)
 
+    def interrupted(self) -> None:
+        """An event pending, the registers as the interrupted code left them."""
+        self.make_pending()
+        self.t.load(self.values)
+
     def make_running(self) -> None:
         self.make_pending()
         if self.p.machine.dispatch(0, self.mem) is None:
@@ -104,43 +120,43 @@ class _Served:
 
     def jobs(self) -> dict[str, Variant]:
         return {"EVENT_STATUS": timed(self.do_status),
-                "dispatch": timed_each(self.make_pending, self.do_dispatch),
+                "dispatch": timed_each(self.interrupted, self.do_dispatch),
                 "COMPLETE": timed_each(self.make_running, self.do_complete)}
 
-    def count(self) -> dict[str, tuple[int, list[tuple[str, tuple[Any, ...]]]]]:
-        """The ioctls each job makes, counted on one call, and its transport calls (the
+    def count(self, job: str) -> tuple[int, list[tuple[str, tuple[Any, ...]]]]:
+        """The ioctls ``job`` makes, counted on one call, and its transport calls (the
         stand-in must have been made with ``record``)."""
-        out = {}
         calls = self.t.calls
         assert calls is not None
-        jobs: tuple[tuple[str, Callable[[], None], Callable[[], None]], ...] = (
-            ("EVENT_STATUS", _nothing, self.do_status),
-            ("dispatch", self.make_pending, self.do_dispatch),
-            ("COMPLETE", self.make_running, self.do_complete))
-        for name, setup, op in jobs:
-            setup()
-            before, first = self.t.ioctls, len(calls)
-            op()
-            out[name] = (self.t.ioctls - before, calls[first:])
-        return out
+        jobs: dict[str, tuple[Callable[[], None], Callable[[], None]]] = {
+            "EVENT_STATUS": (_nothing, self.do_status),
+            "dispatch": (self.interrupted, self.do_dispatch),
+            "COMPLETE": (self.make_running, self.do_complete)}
+        setup, op = jobs[job]
+        setup()
+        before, first = self.t.ioctls, len(calls)
+        op()
+        return self.t.ioctls - before, calls[first:]
 
 
 def case(env: KvmEnv, *, ops: int, rounds: int) -> dict[str, Any]:
     modes = list(env.vcpus)
-    served = {m: _Served(env, m) for m in modes}
-    noop = _Served(env, None, record=True)
-    counts = noop.count()
-    minimum = _minimum(noop.t)
-    noop.t.calls = None
-    library = {name: per_op(v, ops=ops, rounds=rounds) for name, v in noop.jobs().items()}
-    idle = MsrVcpu(None, noop.values, env.msrs)
+    served = {(m, job): _Served(env, m) for m in modes for job in JOBS}
+    noops = {job: _Served(env, None, record=True) for job in JOBS}
+    counts = {job: noops[job].count(job) for job in JOBS}
+    minimum = _minimum(noops["EVENT_STATUS"].t)
+    library = {}
+    for job, noop in noops.items():
+        noop.t.calls = None
+        library[job] = per_op(noop.jobs()[job], ops=ops, rounds=rounds)
+    idle = MsrVcpu(None, noops["EVENT_STATUS"].values, env.msrs)
     stand_in = {name: per_op(timed(lambda c=c: idle.replay_calls(c)),  # type: ignore[misc]
                              ops=ops, rounds=rounds) for name, (_, c) in counts.items()}
     comparisons = {}
     for job, trace_ops in minimum.items():
         trace = Trace(env.native, env.fd, trace_ops)
         base = trace.variant() if job == "EVENT_STATUS" else timed_each(_nothing, trace.run_once)
-        subjects = {f"provider ({m})": served[m].jobs()[job] for m in modes}
+        subjects = {f"provider ({m})": served[m, job].jobs()[job] for m in modes}
         out = compare((f"C, minimum {len(trace_ops)} ioctls", base), subjects, ops=ops,
                       rounds=rounds)
         for v in out["variants"].values():

@@ -130,6 +130,11 @@ class MsrVcpu:
     def cpu(self) -> KvmCpu:
         return KvmCpu(self)
 
+    def load(self, values: Mapping[int, int]) -> None:
+        """Put ``values`` in the arm64 register file without an ioctl (a benchmark's untimed
+        set-up: the registers as a guest left them)."""
+        self._vals.update(values)
+
     def replay_calls(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> None:
         """Make ``calls`` (recorded on another instance) on this one: with ``vcpu=None``,
         what this stand-in's own bookkeeping costs, to set beside the library's time."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from enum import IntEnum
 from typing import Final
 
@@ -24,6 +24,7 @@ from . import events as _events
 from .cpu import CALL_ARGS, CONTEXT_GPRS, CpuReg, CpuRegs
 from .events import EVENTS, Event
 from .spec import (
+    ARITY,
     CONTEXT_REGS,
     INTID_PPI_FIRST,
     INTID_SPI_LAST,
@@ -39,6 +40,7 @@ from .spec import (
 )
 from .state import (
     U64_MAX,
+    ZERO_CONTEXT,
     Context,
     EventState,
     HandlerState,
@@ -116,6 +118,23 @@ class CallOutcome:
 Args = tuple[int, int, int, int, int]
 _Handler = Callable[["Machine", int, Args], int]
 
+_W0: Final = 0xFFFFFFFF  # SMCCC: the function id is w0
+_ARG_REGS: Final = tuple(CALL_ARGS[1:1 + n] for n in range(6))
+"""n -> (x1 .. xn): the registers holding a call's first n arguments."""
+_PAD: Final = tuple((0,) * (5 - n) for n in range(6))
+_NOT_SUPPORTED: Final = int(Ret.NOT_SUPPORTED)
+_COMPLETIONS: Final = frozenset((Function.EVENT_COMPLETE, Function.EVENT_COMPLETE_AND_RESUME))
+_SCTLR: Final = (CpuReg.SCTLR_EL1,)
+_DISPATCH_READ: Final = (*CONTEXT_GPRS, CpuReg.PC, CpuReg.PSTATE, CpuReg.SCTLR_EL1)
+"""What dispatch reads: the interrupted context, and SCTLR_EL1 for the entry PSTATE."""
+_DISPATCH_READ_RELATIVE: Final = (*_DISPATCH_READ, CpuReg.VBAR_EL1)
+"""... and VBAR_EL1 when the entry point is relative to it."""
+_DISPATCH_WRITE: Final = (CpuReg.X0, CpuReg.X1, CpuReg.X2, CpuReg.X3, CpuReg.PSTATE, CpuReg.PC)
+_DISPATCH_ORDER: Final = tuple(sorted(EVENTS, key=lambda e: (-e.priority, e.index)))
+"""Events in the order dispatch considers them: critical first, then by index."""
+_UNREGISTERED: Final = (EventState(), EventState(running=True))
+"""UNREGISTER's result, by whether the handler still runs."""
+
 
 class Machine:
     """SDEI for one VM of any number of vCPUs, following DESIGN section 5."""
@@ -180,30 +199,56 @@ class Machine:
         writing the result the way KVM does (x0 = result, x1..x3 = 0, the rest unchanged; a
         successful COMPLETE / COMPLETE_AND_RESUME rewrites the context instead)."""
         x = cpu.read(CALL_ARGS)
-        return self.call(vcpu, x[0], (x[1], x[2], x[3], x[4], x[5]), cpu)
+        a: Args = (x[1], x[2], x[3], x[4], x[5])
+        return self._serve(self._check_vcpu(vcpu), x[0] & _W0, a, 5, cpu)
+
+    def serve(self, vcpu: int, function_id: int, cpu: CpuRegs) -> CallOutcome:
+        """``hvc`` for a VMM at a hypercall exit, where each register costs an ioctl: reads
+        only the arguments the function takes (``spec.ARITY``; none while the feature gate is
+        off) and writes x0 and those of x1..x3 that were not read as 0 already."""
+        self._check_vcpu(vcpu)
+        fid = function_id & _W0
+        n = ARITY.get(fid, 0)
+        if not self.enabled:  # NOT_SUPPORTED whatever the arguments: read none
+            return self._serve(vcpu, fid, None, 0, cpu)
+        a = cpu.read(_ARG_REGS[n]) + _PAD[n] if n else _PAD[0]
+        return self._serve(vcpu, fid, a, n, cpu)  # type: ignore[arg-type]
 
     def call(self, vcpu: int, function_id: int, args: Sequence[int], cpu: CpuRegs) -> CallOutcome:
         """Serve one call with explicit arguments (x1..x5; missing ones are 0)."""
         self._check_vcpu(vcpu)
         v5 = [int(v) & U64_MAX for v in args[:5]] + [0] * (5 - len(args[:5]))
         a: Args = (v5[0], v5[1], v5[2], v5[3], v5[4])
-        fid = function_id & 0xFFFFFFFF  # SMCCC: the function id is w0
+        return self._serve(vcpu, function_id & _W0, a, 0, cpu)
+
+    def _serve(self, vcpu: int, fid: int, a: Args | None, known: int,
+               cpu: CpuRegs) -> CallOutcome:
+        """The call ``fid`` with arguments ``a`` (None: the gate was off when they would have
+        been read); ``a[:known]`` are what x1.. hold, so a zero there needs no write."""
         with self._lock:
             self._kicks = []
             self.has_run = True
-            if not self.enabled:
-                ret = int(Ret.NOT_SUPPORTED)
-            elif fid in (Function.EVENT_COMPLETE, Function.EVENT_COMPLETE_AND_RESUME):
+            if a is None or not self.enabled:
+                ret = _NOT_SUPPORTED
+            elif fid in _COMPLETIONS:
                 done = self._complete(vcpu, fid, a[0], cpu)
                 if isinstance(done, CallOutcome):
                     return done
                 ret = done
             else:
                 handler = _HANDLERS.get(fid)
-                ret = int(Ret.NOT_SUPPORTED) if handler is None else int(handler(self, vcpu, a))
-            cpu.write({CpuReg.X0: ret & U64_MAX, CpuReg.X1: 0, CpuReg.X2: 0, CpuReg.X3: 0})
+                ret = _NOT_SUPPORTED if handler is None else int(handler(self, vcpu, a))
+            out = {CpuReg.X0: ret & U64_MAX}
+            if known < 1 or a is None or a[0]:  # x1..x3 = 0, as smccc_set_retval() leaves them
+                out[CpuReg.X1] = 0
+            if known < 2 or a is None or a[1]:
+                out[CpuReg.X2] = 0
+            if known < 3 or a is None or a[2]:
+                out[CpuReg.X3] = 0
+            cpu.write(out)
             kicks, self._kicks = self._kicks, []
-        self._kick(kicks)
+        if kicks:
+            self._kick(kicks)
         return CallOutcome(fid, ret - (1 << 64) if ret > 0 and ret >> 63 else ret)
 
     def _kick(self, vcpus: list[int]) -> None:
@@ -224,14 +269,15 @@ class Machine:
         ev = self._event_arg(number)
         if ev is None or flags & ~REGISTER_FLAGS_VALID or ep == 0 or ep & 3:
             return Ret.INVALID_PARAMETERS
-        st = self.state(v)
+        st = self._states[v]
         es = st.event(ev)
         nxt = transition(es.handler_state, Action.REGISTER)
         if nxt is None:
             return Ret.DENIED
         # Routing mode and affinity are ignored for private events (all of KVM's events).
-        es = replace(es.with_handler_state(nxt), ep_addr=ep, ep_arg=arg,
-                     relative=bool(flags & RegisterFlags.RELATIVE), pending=False)
+        # ep (non-zero, aligned) and arg (u64) are checked above: the new state is legal.
+        es = EventState.trusted(bool(nxt & 1), bool(nxt & 2), bool(nxt & 4), False,
+                                bool(flags & RegisterFlags.RELATIVE), ep, arg)
         self._states[v] = st.with_event(ev, es)
         return Ret.SUCCESS
 
@@ -257,7 +303,7 @@ class Machine:
     def _unregistered(es: EventState) -> EventState:
         """UNREGISTER's effect: entry point, argument, RELATIVE and a pending trigger go at
         once (canonical encoding); RUNNING stays until the handler completes."""
-        return EventState(running=es.running)
+        return _UNREGISTERED[es.running]
 
     def _h_unregister(self, v: int, a: Args) -> int:
         ev = self._event_arg(a[0])
@@ -311,13 +357,13 @@ class Machine:
         st = self.state(v)
         if st.masked:
             return 0
-        self._states[v] = replace(st, masked=True)
+        self._states[v] = st.with_masked(True)
         return 1
 
     def _h_pe_unmask(self, v: int, a: Args) -> int:
         st = self.state(v)
         if st.masked:
-            self._states[v] = replace(st, masked=False)
+            self._states[v] = st.with_masked(False)
         return Ret.SUCCESS
 
     def _h_interrupt_bind(self, v: int, a: Args) -> int:
@@ -341,7 +387,7 @@ class Machine:
         if not es.registered:
             return Ret.INVALID_PARAMETERS
         if not es.pending:  # edge-triggered: at most one pending per event
-            self._states[target] = st.with_event(ev, replace(es, pending=True))
+            self._states[target] = st.with_event(ev, es.with_pending(True))
             self._kicks.append(target)
         return Ret.SUCCESS
 
@@ -371,7 +417,7 @@ class Machine:
     def _complete(self, v: int, fid: int, x1: int, cpu: CpuRegs) -> CallOutcome | int:
         """COMPLETE / COMPLETE_AND_RESUME: the outcome, or the error code for the caller to
         write. Nothing running is DENIED, checked before the resume address."""
-        st = self.state(v)
+        st = self._states[v]
         ev = st.innermost_running()
         if ev is None:
             return int(Ret.DENIED)
@@ -386,7 +432,7 @@ class Machine:
         values: dict[CpuReg, int] = dict(zip(CONTEXT_GPRS, ctx.x, strict=True))
         if resume:
             # Like an exception taken to EL1 at resume_addr (§5.2.2), SCTLR_EL1 as it is now.
-            (sctlr,) = cpu.read((CpuReg.SCTLR_EL1,))
+            (sctlr,) = cpu.read(_SCTLR)
             values[CpuReg.ELR_EL1] = ctx.pc
             values[CpuReg.SPSR_EL1] = ctx.pstate
             values[CpuReg.PSTATE] = handler_entry_pstate(ctx.pstate, sctlr)
@@ -396,7 +442,7 @@ class Machine:
             values[CpuReg.PC] = ctx.pc
         # The status argument of COMPLETE is not acted on: EV_FAILED has no action in KVM.
         self._states[v] = st.with_event(ev, es.with_handler_state(nxt)).with_context(
-            ev.priority, Context()
+            ev.priority, ZERO_CONTEXT
         )
         cpu.write(values)
         return CallOutcome(fid, 0, completed=ev)
@@ -410,8 +456,8 @@ class Machine:
             return None
         normal_running = st.running_event(Priority.NORMAL) is not None
         critical_running = st.running_event(Priority.CRITICAL) is not None
-        for ev in sorted(EVENTS, key=lambda e: (-e.priority, e.index)):
-            es = st.event(ev)
+        for ev in _DISPATCH_ORDER:
+            es = st.events[ev.index]
             if not (es.pending and es.enabled) or transition(
                 es.handler_state, Action.DISPATCH
             ) is None:
@@ -430,29 +476,26 @@ class Machine:
             ev = self.deliverable(vcpu)
             if ev is None:
                 return None
-            st = self.state(vcpu)
-            es = st.event(ev)
-            regs = (*CONTEXT_GPRS, CpuReg.PC, CpuReg.PSTATE, CpuReg.VBAR_EL1, CpuReg.SCTLR_EL1)
-            vals = cpu.read(regs)
-            x, pc, pstate, vbar, sctlr = vals[:18], vals[18], vals[19], vals[20], vals[21]
+            st = self._states[vcpu]
+            es = st.events[ev.index]
+            # VBAR_EL1 is read only when the entry point is relative to it.
+            vals = cpu.read(_DISPATCH_READ_RELATIVE if es.relative else _DISPATCH_READ)
+            x, pc, pstate, sctlr = tuple(vals[:18]), vals[18], vals[19], vals[20]
             if not pstate_mode_ok(pstate):
                 # The guest is not at EL0/EL1 (e.g. nested EL2): SDEI's client EL is EL1, and
                 # a context that returns to EL2 must never exist. The event stays pending.
                 return None
             nxt = transition(es.handler_state, Action.DISPATCH)
             assert nxt is not None
-            entry = (vbar + es.ep_addr) & U64_MAX if es.relative else es.ep_addr
-            self._states[vcpu] = st.with_event(
-                ev, replace(es.with_handler_state(nxt), pending=False)
-            ).with_context(ev.priority, Context(tuple(x), pc, pstate))
-            cpu.write({
-                CpuReg.X0: ev.number,
-                CpuReg.X1: es.ep_arg,
-                CpuReg.X2: pc,
-                CpuReg.X3: pstate,
-                CpuReg.PSTATE: handler_entry_pstate(pstate, sctlr),
-                CpuReg.PC: entry,
-            })
+            entry = (vals[21] + es.ep_addr) & U64_MAX if es.relative else es.ep_addr
+            # Values read from the vCPU are u64 and the mode was checked just above.
+            self._states[vcpu] = st.with_event(ev, EventState.trusted(
+                bool(nxt & 1), bool(nxt & 2), bool(nxt & 4), False, es.relative, es.ep_addr,
+                es.ep_arg)).with_context(ev.priority, Context.trusted(x, pc, pstate))
+            new = (ev.number, es.ep_arg, pc, pstate, handler_entry_pstate(pstate, sctlr), entry)
+            old = (x[0], x[1], x[2], x[3], pstate, pc)  # what those registers hold: read above
+            cpu.write({r: v for r, v, o in zip(_DISPATCH_WRITE, new, old, strict=True)
+                       if v != o})
             return ev
 
     def inject(self, vcpu: int, number: int) -> bool:
@@ -470,7 +513,7 @@ class Machine:
                 return False
             if es.pending:
                 return True  # merges into the pending trigger
-            self._states[vcpu] = st.with_event(ev, replace(es, pending=True))
+            self._states[vcpu] = st.with_event(ev, es.with_pending(True))
         self._kick([vcpu])
         return True
 

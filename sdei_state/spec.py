@@ -7,7 +7,9 @@ FEATURES). See docs/state-machine.md for where implementations differ.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import IntEnum, IntFlag
+from types import MappingProxyType
 from typing import Final
 
 FN_BASE: Final = 0xC4000020
@@ -39,6 +41,34 @@ class Function(IntEnum):
     FEATURES = 0xC4000030
     PRIVATE_RESET = 0xC4000031
     SHARED_RESET = 0xC4000032
+
+
+ARITY: Final[Mapping[int, int]] = MappingProxyType({
+    Function.VERSION: 0,
+    Function.EVENT_REGISTER: 4,  # event, entry point, argument, flags (see below)
+    Function.EVENT_ENABLE: 1,
+    Function.EVENT_DISABLE: 1,
+    Function.EVENT_CONTEXT: 1,
+    Function.EVENT_COMPLETE: 0,  # the status argument is not acted on (see below)
+    Function.EVENT_COMPLETE_AND_RESUME: 1,
+    Function.EVENT_UNREGISTER: 1,
+    Function.EVENT_STATUS: 1,
+    Function.EVENT_GET_INFO: 2,
+    Function.EVENT_ROUTING_SET: 0,  # every event is private: INVALID_PARAMETERS for any x1
+    Function.PE_MASK: 0,
+    Function.PE_UNMASK: 0,
+    Function.INTERRUPT_BIND: 1,
+    Function.INTERRUPT_RELEASE: 0,  # nothing can be bound: INVALID_PARAMETERS whatever x1 is
+    Function.EVENT_SIGNAL: 2,
+    Function.FEATURES: 1,
+    Function.PRIVATE_RESET: 0,
+    Function.SHARED_RESET: 0,
+})
+"""How many of x1..x5, in order, the result of each function depends on: what a VMM serving a
+call has to read (any other id: none). DEN0054C gives some functions more parameters than this
+model acts on with KVM's event table: REGISTER's routing affinity (x5) matters only for shared
+events, ROUTING_SET and INTERRUPT_RELEASE (all arguments) only for shared or bound
+ones, and COMPLETE's status has no effect (DESIGN section 5). Unregistered ids read nothing."""
 
 
 class Ret(IntEnum):

@@ -8,12 +8,18 @@ unregistered event, a non-zero entry point for a registered one) are reported by
 ``VcpuState.canonical_problems``, so that registers may be written one at a time, in any order,
 as KVM allows. The register encoding (``sdei_state.regs``) imports these rules and adds only
 what is about the encoding: RES0 bits, EP_ADDR alignment, register names.
+
+The checks run where outside input becomes a state (a constructor call, the register codec).
+The machine's own transitions derive a state from a checked one by rules that keep every
+invariant, so they use the ``trusted`` constructors and the ``with_*`` helpers, which skip
+``__post_init__`` (a frozen dataclass re-checks every field on each ``replace``: most of a
+call's Python time before this split).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import IntEnum
 from types import MappingProxyType
 from typing import Final, Literal, NamedTuple
@@ -61,6 +67,18 @@ class HandlerState(IntEnum):
 
 
 LEGAL_STATUS: Final = frozenset(int(s) for s in HandlerState)
+_BY_STATUS: Final[tuple[HandlerState | None, ...]] = tuple(
+    HandlerState(v) if v in LEGAL_STATUS else None for v in range(8))
+"""Status bits -> HandlerState without an enum call (None: undefined, refused on construction)."""
+
+# Plain ints: an IntEnum & IntFlag goes through the flag's Python-level operator.
+_REGISTERED: Final = int(Status.REGISTERED)
+_ENABLED: Final = int(Status.ENABLED)
+_RUNNING: Final = int(Status.RUNNING)
+
+# Frozen slotted dataclasses refuse setattr; their own __init__ goes through this too.
+_new = object.__new__
+_set = object.__setattr__
 
 
 def event_flags_problem(
@@ -186,6 +204,14 @@ def _check_u64(what: str, value: int) -> None:
         raise StateError(f"{what} = {value!r} is not an unsigned 64-bit value")
 
 
+def _check_needs_registered(registered: bool, pending: bool, relative: bool) -> None:
+    """The part of ``event_flags_problem`` a transition to a legal handler state can break."""
+    if not registered and (pending or relative):
+        bad = event_flags_problem(False, False, False, pending, relative)
+        assert bad is not None
+        raise StateError(bad[1])
+
+
 @dataclass(frozen=True, slots=True)
 class EventState:
     """One event's state on one vCPU."""
@@ -206,17 +232,48 @@ class EventState:
         _check_u64("ep_addr", self.ep_addr)
         _check_u64("ep_arg", self.ep_arg)
 
+    @classmethod
+    def trusted(cls, registered: bool = False, enabled: bool = False, running: bool = False,
+                pending: bool = False, relative: bool = False, ep_addr: int = 0,
+                ep_arg: int = 0) -> EventState:
+        """An ``EventState`` built without the checks: only for a value the caller derived
+        from checked ones by a rule that keeps the invariants (the machine's transitions)."""
+        es = _new(cls)
+        _set(es, "registered", registered)
+        _set(es, "enabled", enabled)
+        _set(es, "running", running)
+        _set(es, "pending", pending)
+        _set(es, "relative", relative)
+        _set(es, "ep_addr", ep_addr)
+        _set(es, "ep_arg", ep_arg)
+        return es
+
     @property
     def handler_state(self) -> HandlerState:
-        return HandlerState(self.status)
+        hs = _BY_STATUS[self.status]
+        assert hs is not None  # construction refuses (Reg,Ena) = (0,1)
+        return hs
 
     @property
     def status(self) -> int:
         """The EVENT_STATUS result: bit0 registered, bit1 enabled, bit2 running."""
-        return int(self.registered) | int(self.enabled) << 1 | int(self.running) << 2
+        return int(self.registered) | self.enabled << 1 | self.running << 2
 
     def with_handler_state(self, hs: HandlerState) -> EventState:
-        return replace(self, registered=hs.registered, enabled=hs.enabled, running=hs.running)
+        """This event in handler state ``hs`` (a legal state), the rest unchanged; the one
+        rule a new handler state can break (PENDING or RELATIVE kept without REGISTERED) is
+        checked again."""
+        registered = bool(hs & _REGISTERED)
+        _check_needs_registered(registered, self.pending, self.relative)
+        return EventState.trusted(registered, bool(hs & _ENABLED),
+                                  bool(hs & _RUNNING), self.pending, self.relative,
+                                  self.ep_addr, self.ep_arg)
+
+    def with_pending(self, pending: bool) -> EventState:
+        """This event with PENDING set or cleared (set only on a registered one)."""
+        _check_needs_registered(self.registered, pending, False)
+        return EventState.trusted(self.registered, self.enabled, self.running, pending,
+                                  self.relative, self.ep_addr, self.ep_arg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +294,16 @@ class Context:
         bad = context_pstate_problem(self.pstate)
         if bad is not None:
             raise StateError(f"pstate = {self.pstate:#x}: {bad}")
+
+    @classmethod
+    def trusted(cls, x: tuple[int, ...], pc: int, pstate: int) -> Context:
+        """A context built without the checks, for dispatch: 18 u64 register values as a
+        ``CpuRegs`` returns them, and a PSTATE whose mode the caller has checked."""
+        ctx = _new(cls)
+        _set(ctx, "x", x)
+        _set(ctx, "pc", pc)
+        _set(ctx, "pstate", pstate)
+        return ctx
 
     @property
     def is_zero(self) -> bool:
@@ -278,6 +345,16 @@ class VcpuState:
             if len(running) > 1:
                 raise StateError(f"{cls.name} class has {len(running)} running handlers: {running}")
 
+    @classmethod
+    def trusted(cls, masked: bool, events: tuple[EventState, ...],
+                contexts: tuple[Context, Context]) -> VcpuState:
+        """A ``VcpuState`` built without the checks (see ``EventState.trusted``)."""
+        st = _new(cls)
+        _set(st, "masked", masked)
+        _set(st, "events", events)
+        _set(st, "contexts", contexts)
+        return st
+
     def pairs(self) -> Iterator[tuple[Event, EventState]]:
         return zip(EVENTS, self.events, strict=True)
 
@@ -285,20 +362,29 @@ class VcpuState:
         return self.events[ev.index]
 
     def with_event(self, ev: Event, es: EventState) -> VcpuState:
+        """This state with event ``ev`` replaced by ``es`` (itself checked when it was built).
+        Only the one cross-event rule ``es`` can break is checked again."""
+        if es.running:
+            for other in _CLASS_PEERS[ev.index]:
+                if self.events[other].running:
+                    raise StateError(f"{ev.priority.name} class would have 2 running handlers")
         events = list(self.events)
         events[ev.index] = es
-        return replace(self, events=tuple(events))
+        return VcpuState.trusted(self.masked, tuple(events), self.contexts)
 
     def with_context(self, cls: Priority, ctx: Context) -> VcpuState:
-        contexts = list(self.contexts)
-        contexts[cls] = ctx
-        return replace(self, contexts=(contexts[0], contexts[1]))
+        contexts = (ctx, self.contexts[1]) if cls == 0 else (self.contexts[0], ctx)
+        return VcpuState.trusted(self.masked, self.events, contexts)
+
+    def with_masked(self, masked: bool) -> VcpuState:
+        return VcpuState.trusted(masked, self.events, self.contexts)
 
     def running_event(self, cls: Priority) -> Event | None:
         """The event whose handler of this class is running, if any."""
-        for ev, es in self.pairs():
-            if es.running and ev.priority == cls:
-                return ev
+        events = self.events
+        for i in _CLASS_MEMBERS[cls]:
+            if events[i].running:
+                return EVENTS[i]
         return None
 
     def innermost_running(self) -> Event | None:
@@ -333,5 +419,12 @@ class VcpuState:
                     f"({ev.name}), which is not REGISTERED"))
         return problems
 
+
+_CLASS_MEMBERS: Final = tuple(tuple(e.index for e in EVENTS if e.priority == cls)
+                              for cls in Priority)
+"""Priority class -> the indices of its events."""
+_CLASS_PEERS: Final = tuple(tuple(i for i in _CLASS_MEMBERS[e.priority] if i != e.index)
+                            for e in EVENTS)
+"""Event index -> the other events of its class (none with today's table)."""
 
 RESET_STATE: Final = VcpuState()

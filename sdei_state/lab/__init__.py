@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TextIO
 
 from . import cache
-from .config import DEFAULT_CPU, KERNELS, KVM_MODES, LabConfig, default_cache_dir
+from .config import BUILT_KERNELS, DEFAULT_CPU, KERNELS, KVM_MODES, LabConfig, default_cache_dir
 from .progress import LabError, Progress
 from .qemu import RunResult
 
@@ -55,7 +55,12 @@ def build(cfg: LabConfig, progress: Progress, project: Path | None = None,
     project = project or project_root()
     host.ensure(progress, cfg.qemu)
     cache.prepare(cfg.cache)  # CacheError (one line) for a directory that is not the lab's
-    kdir = kernel.fetch(cfg, progress, refresh)
+    if cfg.kernel in BUILT_KERNELS:
+        from . import kbuild
+
+        kdir = kbuild.build(cfg, progress, project)
+    else:
+        kdir = kernel.fetch(cfg, progress, refresh)
     userspace = rootfs.build_userspace(cfg, progress, refresh)
     app = rootfs.build_app(cfg, project, progress)
     if with_uapi:
@@ -95,15 +100,16 @@ def run(cfg: LabConfig, command: str, *, share: Path | None = None,
 
 # -- command line ----------------------------------------------------------------------------
 
-SUBCOMMANDS = ("setup", "build", "run", "test", "shell", "status", "clean")
+SUBCOMMANDS = ("setup", "build", "run", "test", "shell", "status", "clean", "kernel")
 
 
 def _parser(parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParser,
             ) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     g = common.add_argument_group("lab options")
-    g.add_argument("--kernel", choices=tuple(KERNELS), default="6.12",
-                   help="Debian arm64 kernel series (default 6.12; 6.1 has no SMCCC filter)")
+    g.add_argument("--kernel", choices=(*KERNELS, *BUILT_KERNELS), default="6.12",
+                   help="Debian arm64 kernel series (default 6.12; 6.1 has no SMCCC filter), "
+                        "or sdei: Debian's 6.12 source with the KVM SDEI series, built here")
     g.add_argument("--kvm-mode", choices=KVM_MODES, default="vhe",
                    help="KVM mode of the emulated host (kvm-arm.mode=; default vhe)")
     g.add_argument("--cpu", default=DEFAULT_CPU, metavar="MODEL",
@@ -137,6 +143,10 @@ def _parser(parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParse
     t.add_argument("pytest_args", nargs=argparse.REMAINDER,
                    help="extra pytest arguments (after --)")
     sub.add_parser("shell", parents=[common], help="boot to an interactive shell")
+    k = sub.add_parser("kernel", parents=[common],
+                       help="build the sdei kernel (Debian's linux-source-6.12 + kernel/patches, "
+                            "cached by the hash of source version, patches and config)")
+    k.add_argument("action", choices=("build",), help="build: cross-build the arm64 Image now")
     sub.add_parser("status", parents=[common], help="show what is cached")
     sub.add_parser("clean", parents=[common],
                    help="delete the cache directory (only one the lab created: it has a "
@@ -164,7 +174,7 @@ def _pytest_command(extra: list[str]) -> str:
 def _status(cfg: LabConfig) -> int:
     c = cfg.cache
     print(f"cache: {c}{'' if c.exists() else ' (empty)'}")
-    for series in KERNELS:
+    for series in (*KERNELS, *BUILT_KERNELS):
         kdir = c / "kernels" / series
         stamp = kdir / "STAMP"
         print(f"kernel {series}: " + (stamp.read_text().strip() if stamp.is_file()
@@ -219,6 +229,12 @@ def _dispatch(a: argparse.Namespace, cfg: LabConfig, progress: Progress) -> int:
         return 0
     if a.cmd == "build":
         build(cfg, progress)
+        return 0
+    if a.cmd == "kernel":
+        from . import kbuild
+
+        cache.prepare(cfg.cache)  # CacheError (one line) for a directory that is not the lab's
+        kbuild.build(cfg, progress, project_root())
         return 0
     share = a.share.resolve() if a.share else None
     if share is not None and not share.is_dir():

@@ -12,6 +12,9 @@ KERNELS: Final = {
     "6.12": "linux-image-6.12-arm64",  # bookworm-security: SMCCC filter, firmware bitmaps
     "6.1": "linux-image-arm64",  # bookworm's default: no SMCCC filter
 }
+BUILT_KERNELS: Final = ("sdei",)
+"""Kernels the lab builds itself (``sdei-state lab kernel build``, lab/kbuild.py): ``sdei`` is
+Debian's linux-source-6.12 with the KVM SDEI series of ``kernel/patches``."""
 KVM_MODES: Final = ("vhe", "nvhe", "protected")
 DEFAULT_CPU: Final = "max,pauth-impdef=on"  # pauth-impdef: cheaper pointer auth under TCG
 
@@ -39,8 +42,9 @@ class LabConfig:
     qemu: str = "qemu-system-aarch64"
 
     def __post_init__(self) -> None:
-        if self.kernel not in KERNELS:
-            raise ValueError(f"--kernel {self.kernel!r}: expected one of {', '.join(KERNELS)}")
+        if self.kernel not in (*KERNELS, *BUILT_KERNELS):
+            raise ValueError(f"--kernel {self.kernel!r}: expected one of "
+                             f"{', '.join((*KERNELS, *BUILT_KERNELS))}")
         if self.kvm_mode not in KVM_MODES:
             raise ValueError(f"--kvm-mode {self.kvm_mode!r}: expected one of "
                              f"{', '.join(KVM_MODES)}")

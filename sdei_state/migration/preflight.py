@@ -41,7 +41,7 @@ from ..regs import firmware, ids
 from ..regs import sdei as sdei_regs
 from ..vcpu.core_rules import core_value_problem
 from ..vcpu.transport import RegTransport
-from .blob import Blob, value_problem
+from .blob import Blob, VcpuRegisters, value_problem
 
 VM_WIDE: Final = frozenset((firmware.PSCI_VERSION, *firmware.BITMAPS))
 """Firmware registers that are one value per VM, whatever vCPU fd they are accessed through."""
@@ -215,11 +215,15 @@ def check_vcpu(
     dropped: list[int] = []
     sdei_present = False
     unfit: set[int] = set()  # values already refused: no rule below judges them again
+    # A VcpuRegisters (what save_vcpu and a blob give) checked its ids and values when it was
+    # built: judge them again only for any other mapping.
+    raw = not isinstance(regs, VcpuRegisters)
     for rid, value in regs.items():
-        if isinstance(rid, bool) or not isinstance(rid, int) or not 0 <= rid <= ids.U64_MAX:
+        if raw and (isinstance(rid, bool) or not isinstance(rid, int)
+                    or not 0 <= rid <= ids.U64_MAX):
             out.add(f"{rid!r} is not a register id (an unsigned 64-bit integer)", None, vcpu)
             continue
-        problem = value_problem(rid, value)
+        problem = value_problem(rid, value) if raw else None
         if problem is not None:
             out.add(f"saved value {problem}", rid, vcpu)
             unfit.add(rid)

@@ -28,7 +28,7 @@ kernel on one CPU offers, and ``check_set`` answers what that kernel's SET would
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 from types import MappingProxyType
@@ -225,9 +225,13 @@ def is_stored(reg_id: int) -> bool:
 # --- values ----------------------------------------------------------------------------------
 
 
-def check_u64(value: object, what: str) -> int:
+def check_u64(value: object, what: str | FirmwareReg | Callable[[], str]) -> int:
+    """``value`` if it is a u64; else ValueError naming ``what`` (a register, or a function
+    making the text, is only formatted then: this runs on every restored firmware value)."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= ids.U64_MAX:
-        raise ValueError(f"{what} = {value!r} is not an unsigned 64-bit value")
+        name = what if isinstance(what, str) else what.name if isinstance(
+            what, FirmwareReg) else what()
+        raise ValueError(f"{name} = {value!r} is not an unsigned 64-bit value")
     return value
 
 
@@ -236,7 +240,7 @@ def decode_value(reg_id: int, value: int) -> str:
     ``TRNG_V1_0|SDEI``, ``none``; undefined values say so (``0x7 (undefined level)``,
     ``TRNG_V1_0|bit63``). ValueError for a non-firmware id or a value outside u64."""
     decl = declaration(reg_id)
-    value = check_u64(value, decl.name)
+    value = check_u64(value, decl)
     if decl.kind is FwKind.PSCI_VERSION:
         try:
             return PsciVersion(value).label
@@ -290,7 +294,8 @@ class HostFirmware:
                 raise ValueError(f"host {self.name}: {ids.describe(reg_id)} is not a distinct "
                                  "feature bitmap")
             seen.add(reg_id)
-            check_u64(known, f"host {self.name}: known bits of {ids.short_name(reg_id)}")
+            check_u64(known, lambda: f"host {self.name}: known bits of "
+                                     f"{ids.short_name(reg_id)}")  # noqa: B023 (used at once)
 
     def __repr__(self) -> str:
         wa = ", ".join(f"{ids.short_name(r)}={lv}" for r, lv in self.wa_levels)

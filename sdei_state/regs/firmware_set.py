@@ -49,7 +49,7 @@ def wa_required_level(reg_id: int, value: int) -> int | None:
     decl = declaration(reg_id)
     if decl.kind is not FwKind.WORKAROUND:
         raise ValueError(f"{decl.name} is not a WORKAROUND register")
-    value = check_u64(value, decl.name)
+    value = check_u64(value, decl)
     level = value & FEATURE_LEVEL_MASK
     if reg_id != SMCCC_ARCH_WORKAROUND_2:
         # hypercalls.c: bits outside the level mask EINVAL; then host level < val EINVAL.
@@ -168,7 +168,7 @@ def get_value(
         return reset & FEATURE_LEVEL_MASK
     if decl.kind is FwKind.PSCI_VERSION and not psci_0_2:
         return int(PsciVersion.V0_1)
-    return reset if stored is None else check_u64(stored, decl.name)
+    return reset if stored is None else check_u64(stored, decl)
 
 
 # --- migration compatibility (DESIGN section 4) ----------------------------------------------
@@ -195,5 +195,5 @@ def unknown_bits(reg_id: int, value: int, host: HostFirmware) -> int:
     decl = declaration(reg_id)
     if decl.kind is not FwKind.BITMAP:
         raise ValueError(f"{decl.name} is not a feature bitmap")
-    value = check_u64(value, decl.name)
+    value = check_u64(value, decl)
     return value & ~(host.known_bits(reg_id) or 0)

@@ -45,6 +45,7 @@ from ..regs.ids import (
 from .transport import RegTransport
 
 _U64_MAX: Final = (1 << 64) - 1
+_INT_ONLY: Final = frozenset((int,))
 REG_SCTLR_EL1: Final = sys_reg(3, 0, 1, 0, 0)
 
 REG_IDS: Final[Mapping[CpuReg, int]] = {
@@ -84,6 +85,23 @@ def sp_reg_id(pstate: int) -> int:
                          "stack pointer among the KVM core registers") from None
 
 
+_IDS_CACHE_MAX: Final = 256
+_ids_of: dict[tuple[int, ...], tuple[int, ...]] = {}
+"""Register tuple -> id tuple, for the few fixed tuples the machine reads (x1, x1-x2, the
+dispatch context, ...), so a read maps no register one by one. Bounded: other callers'
+tuples beyond ``_IDS_CACHE_MAX`` are mapped each time."""
+
+
+def _ids(regs: tuple[int, ...]) -> tuple[int, ...]:
+    """The ids of ``regs`` (none of them SP); KeyError for a value that is no CpuReg."""
+    ids = _ids_of.get(regs)
+    if ids is None:
+        ids = tuple(REG_IDS[CpuReg(r)] for r in regs)
+        if len(_ids_of) < _IDS_CACHE_MAX:
+            _ids_of[regs] = ids
+    return ids
+
+
 class KvmCpu:
     """``CpuRegs`` over any ``RegTransport`` (normally a ``Vcpu``): each ``read``/``write`` is
     one batched transport call (plus one PSTATE read for an SP write without PSTATE)."""
@@ -94,9 +112,16 @@ class KvmCpu:
         self.transport = transport
 
     def read(self, regs: Sequence[CpuReg]) -> tuple[int, ...]:
-        regs = [CpuReg(r) for r in regs]
-        if CpuReg.SP not in regs:
-            return tuple(self.transport.get_regs([REG_IDS[r] for r in regs]))
+        key = tuple(regs)
+        ids = _ids_of.get(key)
+        if ids is None:
+            if CpuReg.SP in key:
+                return self._read_with_sp(key)
+            ids = _ids(key)
+        return tuple(self.transport.get_regs(ids))
+
+    def _read_with_sp(self, key: tuple[int, ...]) -> tuple[int, ...]:
+        regs = tuple(CpuReg(r) for r in key)
         ids = [REG_IDS[r] for r in regs if r != CpuReg.SP]
         head = self.transport.get_regs([REG_PSTATE, REG_SP_EL0, REG_SP_EL1, *ids])
         pstate = head[0]
@@ -108,18 +133,32 @@ class KvmCpu:
         return tuple(sp if r == CpuReg.SP else next(rest) for r in regs)
 
     def write(self, values: Mapping[CpuReg, int]) -> None:
-        for reg, v in values.items():
-            if not isinstance(v, int) or not 0 <= v <= _U64_MAX:
-                raise ValueError(f"{CpuReg(reg).key} = {v!r} is not an unsigned 64-bit value")
+        if not values:
+            return
+        vals = values.values()
+        # One pass in C for the common case (every value a plain int in range); the per-value
+        # loop runs only to accept int subclasses or to name the register that is wrong.
+        if not (_INT_ONLY.issuperset(map(type, vals)) and min(vals) >= 0
+                and max(vals) <= _U64_MAX):
+            for reg, v in values.items():
+                if not isinstance(v, int) or not 0 <= v <= _U64_MAX:
+                    raise ValueError(f"{CpuReg(reg).key} = {v!r} is not an unsigned 64-bit "
+                                     "value")
+        if CpuReg.SP not in values:
+            try:
+                items = [(REG_IDS[r], v) for r, v in values.items()]
+            except KeyError:  # not a CpuReg: let the conversion below name it
+                items = [(REG_IDS[CpuReg(r)], v) for r, v in values.items()]
+            self.transport.set_regs(items)
+            return
         items = [(REG_IDS[CpuReg(r)], v) for r, v in values.items() if r != CpuReg.SP]
-        if CpuReg.SP in values:
-            pstate = values.get(CpuReg.PSTATE)
-            if pstate is None:
-                pstate = self.transport.get_regs([REG_PSTATE])[0]
-            sp_id = sp_reg_id(pstate)
-            clash = dict(items).get(sp_id)
-            if clash is not None and clash != values[CpuReg.SP]:
-                raise ValueError(f"sp and the register it maps to in mode {pstate & 0x1F:#x} "
-                                 "were given different values")
-            items.append((sp_id, values[CpuReg.SP]))
+        pstate = values.get(CpuReg.PSTATE)
+        if pstate is None:
+            pstate = self.transport.get_regs([REG_PSTATE])[0]
+        sp_id = sp_reg_id(pstate)
+        clash = dict(items).get(sp_id)
+        if clash is not None and clash != values[CpuReg.SP]:
+            raise ValueError(f"sp and the register it maps to in mode {pstate & 0x1F:#x} "
+                             "were given different values")
+        items.append((sp_id, values[CpuReg.SP]))
         self.transport.set_regs(items)

@@ -3,9 +3,11 @@
 Upstream KVM answers SDEI calls with NOT_SUPPORTED. A VMM that embeds ``SdeiProvider``
 installs a ``KVM_ARM_VM_SMCCC_FILTER`` range forwarding 0xC4000020-0xC400003F to userspace;
 each guest SDEI call then leaves ``KVM_RUN`` as ``KVM_EXIT_HYPERCALL`` and the reference state
-machine serves it, reading x1-x5 and writing x0-x3 with ONE_REG. Before each ``KVM_RUN`` the
-provider dispatches a deliverable event by rewriting the vCPU's registers (x0-x3, PC, PSTATE;
-ELR_EL1/SPSR_EL1/VBAR_EL1 where needed), exactly as an in-kernel implementation would on entry.
+machine serves it with ONE_REG, reading only the arguments that function takes (``spec.ARITY``)
+and writing x0-x3 (x1-x3 zeroed as ``smccc_set_retval()`` does, unless just read as 0). Before
+each ``KVM_RUN`` the provider dispatches a deliverable event by rewriting the vCPU's registers
+(x0-x3, PC, PSTATE; ELR_EL1/SPSR_EL1 where needed, VBAR_EL1 read for a relative entry point),
+exactly as an in-kernel implementation would on entry.
 
 Its state is visible as the DESIGN section 4 registers through ``ProviderVcpu`` (a
 ``RegTransport`` over the real vCPU that adds the SDEI block and STD_BMAP bit 1), so save,
@@ -36,7 +38,7 @@ from collections.abc import Callable, Sequence
 from typing import Final, Protocol
 
 from .. import spec
-from ..cpu import CpuReg, CpuRegs
+from ..cpu import CpuRegs
 from ..errors import KvmError, RegError, SdeiStateError
 from ..events import Event
 from ..kvm.arm64 import SmcccFilterAction
@@ -54,7 +56,6 @@ FILTER_NR: Final = spec.FN_COUNT
 """The SMCCC filter range: the whole SMC64 SDEI block, 0xC4000020 + 32 functions."""
 KICK_SIGNAL: Final = signal.SIGUSR1
 _SDEI_BIT: Final = 1 << firmware.STD_BIT_SDEI
-_ARGS: Final = (CpuReg.X1, CpuReg.X2, CpuReg.X3, CpuReg.X4, CpuReg.X5)
 
 
 class ProviderError(SdeiStateError):
@@ -96,8 +97,7 @@ class ModelServer:
         if not isinstance(exit_, HypercallExit) or (
                 self._only_sdei and not spec.in_sdei_block(exit_.nr)):
             return None
-        cpu = self.cpu(index)
-        return self.machine.call(index, exit_.nr, cpu.read(_ARGS), cpu)
+        return self.machine.serve(index, exit_.nr, self.cpu(index))
 
 
 class SdeiProvider(ModelServer):
@@ -162,7 +162,10 @@ class SdeiProvider(ModelServer):
         return lp
 
     def cpu(self, index: int) -> CpuRegs:
-        return self.vcpu(index).cpu
+        pv = self._vcpus[index]
+        if pv is None:
+            raise ProviderError(f"vCPU {index} is not attached")
+        return pv.cpu
 
     def reset_vcpu(self, index: int) -> None:
         """The vCPU was reset (PSCI CPU_ON, system reset): SDEI starts over, masked, with
