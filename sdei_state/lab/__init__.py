@@ -65,14 +65,15 @@ def build(cfg: LabConfig, progress: Progress, project: Path | None = None,
     app = rootfs.build_app(cfg, project, progress)
     if with_uapi:
         rootfs.fetch_uapi_headers(cfg, progress)
-    nested = guest_assets.build(cfg, progress)  # the linux-guest suite's Image, module, libfdt
-    parts = [userspace, kdir / "mods.cpio", app, nested]
+    nested = guest_assets.build(cfg, progress, refresh)  # linux-guest: Image, module, libfdt
+    layers = [userspace, kdir / "mods.cpio", app] + ([nested] if nested else [])
     if cfg.with_qemu:
         from . import qemu_layer
 
-        parts.append(qemu_layer.build(cfg, progress, refresh))  # QEMU for stock-vmm
-    with progress.step(f"initramfs: userspace + modules + library + {len(parts) - 3} layer(s)"):
-        initrd = qemu.combined_initrd(cfg, parts)
+        layers.append(qemu_layer.build(cfg, progress, refresh))  # QEMU for stock-vmm
+    with progress.step(f"initramfs: userspace + modules + library + {len(layers) - 3} "
+                       "layer(s)"):
+        initrd = qemu.combined_initrd(cfg, layers)
     return Built(kdir, initrd)
 
 

@@ -10,18 +10,20 @@ the lab to boot a Linux guest in the reference VMM.
   (no cross compiler, no headers for this kernel): the suite then skips with that reason;
 
 and Debian's ``python3-libfdt`` (with ``libfdt1``) unpacked, for the VMM's device tree. It
-is appended to the lab's initramfs on every ``lab build``/``lab run``; everything is cached.
+is appended to the lab's initramfs on every ``lab build``/``lab run``; everything is cached
+(``linux-guest-<series>.key`` names the layer made for the current kernel, module and init).
 """
 
 from __future__ import annotations
 
 import hashlib
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Final
 
 from . import debs, guest_module
-from .cache import atomic_write
+from .cache import atomic_write, write_text
 from .config import LabConfig
 from .cpio import CpioWriter
 from .progress import Progress
@@ -48,9 +50,39 @@ def nested_initramfs(busybox: bytes, module: bytes, init: bytes) -> bytes:
         return f.read()
 
 
-def build(cfg: LabConfig, progress: Progress) -> Path:
-    """The layer for the kernel ``cfg`` boots (cached); never raises for a missing piece:
-    its STATUS then says why the suite must skip."""
+def _quick_key(cfg: LabConfig) -> str:
+    """What decides the layer without asking apt: the kernel, the module's sources, init."""
+    h = hashlib.sha256(RECIPE.encode() + (cfg.kernel_dir / "STAMP").read_bytes()
+                       + INIT.read_bytes())
+    for p in guest_module.sources():
+        h.update(p.name.encode() + b"\0" + p.read_bytes())
+    return h.hexdigest()
+
+
+def build(cfg: LabConfig, progress: Progress, refresh: bool = False) -> Path | None:
+    """The layer for the kernel ``cfg`` boots; None (said on ``progress``) when it cannot be
+    made at all (apt unreachable, say): the lab still boots, the suite skips. A layer made
+    before for the same kernel, module sources and init is reused without asking apt. A
+    missing piece (compiler, headers) gives a layer whose STATUS says why the suite skips.
+    ``refresh`` (``lab build``) asks apt anyway, for newer busybox or libfdt packages."""
+    stamp = cfg.cache / f"linux-guest-{cfg.kernel}.key"
+    quick = _quick_key(cfg)
+    if stamp.is_file() and not refresh:
+        key_and_name = stamp.read_text().split()
+        old = cfg.cache / key_and_name[-1] if len(key_and_name) == 2 else None
+        if key_and_name[:1] == [quick] and old is not None and old.is_file():
+            progress.cached("linux-guest layer", old.name)
+            return old
+    try:
+        out = _build(cfg, progress)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+        progress.say(f"note: no linux-guest layer ({e}); the linux-guest suite will skip")
+        return None
+    write_text(stamp, f"{quick} {out.name}\n")
+    return out
+
+
+def _build(cfg: LabConfig, progress: Progress) -> Path:
     kdir = cfg.kernel_dir
     kver = (kdir / "KVER").read_text().strip()
     status, module = "", b""
