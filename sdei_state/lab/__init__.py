@@ -50,7 +50,7 @@ def build(cfg: LabConfig, progress: Progress, project: Path | None = None,
     """Fetch/build whatever is missing or stale: kernel, userspace, library layer. With
     ``refresh`` apt is asked for newer kernel and userspace packages (``lab build``);
     without, what is cached is used as is (``lab run``)."""
-    from . import host, kernel, qemu, rootfs
+    from . import guest_assets, host, kernel, qemu, rootfs
 
     project = project or project_root()
     host.ensure(progress, cfg.qemu)
@@ -65,8 +65,10 @@ def build(cfg: LabConfig, progress: Progress, project: Path | None = None,
     app = rootfs.build_app(cfg, project, progress)
     if with_uapi:
         rootfs.fetch_uapi_headers(cfg, progress)
-    with progress.step("initramfs: userspace + modules + library"):
-        initrd = qemu.combined_initrd(cfg, [userspace, kdir / "mods.cpio", app])
+    nested = guest_assets.build(cfg, progress, refresh)  # linux-guest: Image, module, libfdt
+    layers = [userspace, kdir / "mods.cpio", app] + ([nested] if nested else [])
+    with progress.step("initramfs: userspace + modules + library + linux-guest layer"):
+        initrd = qemu.combined_initrd(cfg, layers)
     return Built(kdir, initrd)
 
 
