@@ -21,7 +21,8 @@ Restore, for one vCPU or a whole VM, in three phases:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..errors import KvmError, RegError, RestoreError
@@ -31,6 +32,7 @@ from ..regs.ids import sys_reg
 from ..vcpu.transport import RegTransport
 from .blob import Blob, VcpuRegisters
 from .preflight import Destination, PreflightReport, check_vcpu, preflight, reg_label
+from .wire import picker
 
 SELF_CHANGING: frozenset[int] = frozenset(sys_reg(*e) for e in (
     (3, 3, 14, 3, 2),  # KVM_REG_ARM_TIMER_CNT: the virtual counter (KVM's swapped encoding)
@@ -112,24 +114,45 @@ def _write(
     *,
     where: str,
 ) -> RestoreResult:
-    skip = set(dropped)
-    items = sorted((rid, v) for rid, v in regs.items() if rid not in skip)
+    ids_, values = _ascending(regs, dropped)
+    items = list(zip(ids_, values, strict=True))
     try:
         t.set_regs(items)
     except RegError as e:
-        done = next((i for i, (rid, _) in enumerate(items) if rid == e.reg_id), 0)
+        done = next((i for i, rid in enumerate(ids_) if rid == e.reg_id), 0)
         raise RestoreError(
             f"{where}restore failed writing {reg_label(e.reg_id)}: {e.errname}: {e.reason} "
             f"({done} of {len(items)} registers were written, in ascending id order)",
             reg_id=e.reg_id, written=done,
         ) from e
-    ids_ = [rid for rid, _ in items]
     back = t.get_regs(ids_)
-    for (rid, want), got in zip(items, back, strict=True):
-        if got != want and rid not in NOT_VERIFIED:
-            raise RestoreError(
-                f"{where}restore failed verifying {reg_label(rid)}: wrote {want:#x}, read back "
-                f"{got:#x} (all {len(items)} registers were written)",
-                reg_id=rid, written=len(items),
-            )
-    return RestoreResult(tuple(ids_), tuple(sorted(dropped)), tuple(added))
+    if list(back) != list(values):  # one C-speed comparison; the walk only to name the first
+        for rid, want, got in zip(ids_, values, back, strict=True):
+            if got != want and rid not in NOT_VERIFIED:
+                raise RestoreError(
+                    f"{where}restore failed verifying {reg_label(rid)}: wrote {want:#x}, read "
+                    f"back {got:#x} (all {len(items)} registers were written)",
+                    reg_id=rid, written=len(items),
+                )
+    return RestoreResult(ids_, tuple(sorted(dropped)), tuple(added))
+
+
+def _ascending(regs: Mapping[int, int], dropped: Sequence[int]) -> tuple[tuple[int, ...],
+                                                                          tuple[int, ...]]:
+    """The ids to write, ascending (``dropped`` left out), and their values."""
+    if isinstance(regs, VcpuRegisters):
+        ids_, pick = _write_order(regs.reg_ids, frozenset(dropped))
+        return ids_, pick(regs.row)
+    skip = set(dropped)
+    items = sorted((rid, v) for rid, v in regs.items() if rid not in skip)
+    return tuple(rid for rid, _ in items), tuple(v for _, v in items)
+
+
+@functools.lru_cache(maxsize=64)
+def _write_order(reg_ids: tuple[int, ...], dropped: frozenset[int]) -> tuple[
+        tuple[int, ...], Callable[[Sequence[int]], tuple[int, ...]]]:
+    """For a register table (every vCPU of a VM shares one): the ids to write in ascending
+    order and a picker of their values from a row, found once."""
+    cols = sorted((c for c, rid in enumerate(reg_ids) if rid not in dropped),
+                  key=reg_ids.__getitem__)
+    return tuple(reg_ids[c] for c in cols), picker(cols)
