@@ -97,8 +97,7 @@ class MemoryCpu:
             self.write(values)
 
     def read(self, regs: Sequence[CpuReg]) -> tuple[int, ...]:
-        r = self._r
-        return tuple(r[i] for i in regs)
+        return tuple(map(self._r.__getitem__, regs))
 
     def write(self, values: Mapping[CpuReg, int]) -> None:
         for reg, v in values.items():
