@@ -184,8 +184,15 @@ def _reg_id(where: str, v: object) -> int:
         raise ScenarioError(f"{where}: register {_cut(v)}: {e}") from None
 
 
+_FUNCTION_IDS: Final = {f.name: int(f) for f in Function}
+"""The spec names as scenarios usually write them; any other spelling goes the long way."""
+
+
 def _function(where: str, v: object) -> int:
     if isinstance(v, str):
+        fid = _FUNCTION_IDS.get(v)
+        if fid is not None:
+            return fid
         _text(where, "call", v)
         try:
             return int(function_by_name(v))
