@@ -71,6 +71,10 @@ _CPU_REG_IDS: Final[Mapping[CpuReg, int]] = MappingProxyType({
 """The ONE_REG id of every register a MemoryCpu holds (VBAR_EL1 and SCTLR_EL1 are system
 registers, so a VMM's save carries them like any other)."""
 
+_INT_ONLY: Final = frozenset({int})
+_CPU_ORDER: Final = tuple(_CPU_REG_IDS)
+_CPU_IDS: Final = tuple(_CPU_REG_IDS.values())
+_SDEI_IDS: Final = sdei_regs.SDEI_REG_IDS
 _SYS_REGS: Final = frozenset({CpuReg.VBAR_EL1, CpuReg.SCTLR_EL1})
 CORE_IDS: Final[tuple[int, ...]] = tuple(_CPU_REG_IDS[r] for r in CpuReg if r not in _SYS_REGS)
 SYS_IDS: Final[tuple[int, ...]] = tuple(sorted(_CPU_REG_IDS[r] for r in _SYS_REGS))
@@ -239,21 +243,16 @@ class SimVcpu:
         """GET of each id in order; raises on the first failure (before reading anything)."""
         vm = self.vm
         kinds = list(self._kinds(reg_ids, "GET"))
-        sdei_ids = [rid for rid, kind in zip(reg_ids, kinds, strict=True)
-                    if kind is _Kind.SDEI]
-        # One consistent snapshot of the SDEI block for the whole batch.
-        sdei_vals = dict(zip(sdei_ids, sdei_block.read(vm.machine, self.index, sdei_ids),
-                             strict=True)) if sdei_ids else {}
-        out: list[int] = []
-        for rid, kind in zip(reg_ids, kinds, strict=True):
-            if kind is _Kind.SDEI:
-                out.append(sdei_vals[rid])
-            elif kind is _Kind.FW:
-                out.append(firmware.get_value(rid, host=vm.host, stored=vm._fw.get(rid),
-                                              psci_0_2=vm.psci_0_2))
-            else:
-                out.append(self.cpu[vm._cpu_regs[rid]])
-        return out
+        values: dict[int, int] = {}
+        if _Kind.SDEI in kinds:  # one consistent snapshot of the SDEI block for the batch
+            values.update(zip(_SDEI_IDS, sdei_block.read(vm.machine, self.index, _SDEI_IDS),
+                              strict=True))
+        if _Kind.CORE in kinds or _Kind.SYS in kinds:
+            values.update(zip(_CPU_IDS, self.cpu.read(_CPU_ORDER), strict=True))
+        for rid in [rid for rid, kind in zip(reg_ids, kinds, strict=True) if kind is _Kind.FW]:
+            values[rid] = firmware.get_value(rid, host=vm.host, stored=vm._fw.get(rid),
+                                             psci_0_2=vm.psci_0_2)
+        return list(map(values.__getitem__, reg_ids))
 
     def set_reg(self, reg_id: int, value: int) -> None:
         """KVM_SET_ONE_REG. A refused value changes nothing."""
@@ -270,10 +269,14 @@ class SimVcpu:
             pending: dict[int, int] = {}  # SDEI writes not yet applied to the model
             core: dict[CpuReg, int] = {}  # core writes not yet applied to the MemoryCpu
             valid = self._sdei_all_valid(items)
+            values = [v for _, v in items]  # all plain u64 ints (judged in C): no check each
+            u64s = not values or (_INT_ONLY.issuperset(map(type, values))
+                                  and min(values) >= 0 and max(values) <= U64_MAX)
             try:
                 for (reg_id, value), kind in zip(items, self._kinds(
                         [rid for rid, _ in items], "SET"), strict=True):
-                    self._check_value(reg_id, value)
+                    if not u64s:
+                        self._check_value(reg_id, value)
                     if kind is _Kind.SDEI:
                         if not valid:
                             sdei_block.check(reg_id, value)
@@ -334,9 +337,11 @@ class SimVcpu:
         """The kind of each id: one C-speed pass when all are listed, else ``_lookup`` of
         each as it is consumed, which raises at the first that is not (earlier writes of a
         batch still happen)."""
-        kinds = list(map(self.vm._kinds.get, reg_ids))
-        if self.initialized and None not in kinds:
-            return kinds  # type: ignore[return-value]
+        if self.initialized:
+            try:
+                return list(map(self.vm._kinds.__getitem__, reg_ids))
+            except (KeyError, TypeError):  # an id it does not list, or not an id at all
+                pass
         return (self._lookup(rid, op) for rid in reg_ids)
 
     def _lookup(self, reg_id: int, op: str) -> _Kind:
