@@ -246,7 +246,7 @@ def _check_firmware(
     """The destination host's SET rule for saved firmware (id, value) pairs: a problem for
     each refused (``at``: their positions, for the order of problems)."""
     for k, (reg_id, value, current, err) in enumerate(_fw_refusals(
-            tuple(values), dest.host, dest.current, dest.has_run, dest.psci_0_2)):
+            tuple(values), dest.host, tuple(dest.current), dest.has_run, dest.psci_0_2)):
         out.add(firmware.firmware_refusal(reg_id, value, dest.host, current=current,
                                           errno_=err, psci_0_2=dest.psci_0_2), reg_id, vcpu,
                 at=0 if at is None else at[k])
@@ -360,7 +360,7 @@ def check_vcpu(
     Problems come in the order of ``regs``, then those of the SDEI block as a whole."""
     out = _Findings()
     reg_ids, row, where, unfit = _checked_row(out, regs, vcpu)
-    plan = _plan(reg_ids, dest.reg_ids)
+    plan = _plan(reg_ids, frozenset(dest.reg_ids))  # (a frozenset is returned as it is)
     dropped: list[int] = []
     for col, rid in plan.missing:
         value = row[col]
