@@ -274,3 +274,8 @@ def test_json_refusals_name_the_key() -> None:
     for bad, what in cases:
         with pytest.raises(BlobError, match=what):
             VmSnapshot.from_json(json.dumps(bad))
+
+
+def test_a_vcpu_blob_reader_names_the_snapshot_reader() -> None:
+    with pytest.raises(BlobError, match=r"whole-VM snapshot: read it with VmSnapshot.from_json"):
+        Blob.from_json(_snapshot().to_json())

@@ -23,7 +23,8 @@ Restore, for one vCPU or a whole VM, in three phases:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..errors import KvmError, RegError, RestoreError
@@ -33,6 +34,7 @@ from ..regs.ids import sys_reg
 from ..vcpu.transport import RegTransport
 from .blob import Blob, VcpuRegisters
 from .preflight import Destination, PreflightReport, check_vcpu, preflight, reg_label
+from .wire import picker
 
 SELF_CHANGING: frozenset[int] = frozenset(sys_reg(*e) for e in (
     (3, 3, 14, 3, 2),  # KVM_REG_ARM_TIMER_CNT: the virtual counter (KVM's swapped encoding)
@@ -148,26 +150,47 @@ def _write(
     *,
     where: str,
 ) -> RestoreResult:
-    skip = set(dropped)
-    items = [(rid, regs[rid]) for rid in restore_order(r for r in regs if r not in skip)]
+    ids_, values = _in_restore_order(regs, dropped)
+    items = list(zip(ids_, values, strict=True))
     try:
         t.set_regs(items)
     except RegError as e:
-        done = next((i for i, (rid, _) in enumerate(items) if rid == e.reg_id), 0)
+        done = next((i for i, rid in enumerate(ids_) if rid == e.reg_id), 0)
         raise RestoreError(
             f"{where}restore failed writing {reg_label(e.reg_id)}: {e.errname}: {e.reason} "
             f"({done} of {len(items)} registers were written, the timer first, then in "
             "ascending id order)",
             reg_id=e.reg_id, written=done,
         ) from e
-    ids_ = [rid for rid, _ in items]
     back = t.get_regs(ids_)
-    for (rid, want), got in zip(items, back, strict=True):
-        ignore = VERIFY_IGNORES.get(rid, 0)
-        if (got ^ want) & ~ignore and rid not in NOT_VERIFIED:
-            raise RestoreError(
-                f"{where}restore failed verifying {reg_label(rid)}: wrote {want:#x}, read back "
-                f"{got:#x} (all {len(items)} registers were written)",
-                reg_id=rid, written=len(items),
-            )
-    return RestoreResult(tuple(ids_), tuple(sorted(dropped)), tuple(added))
+    if list(back) != list(values):  # one C-speed comparison; the walk only to name the first
+        for rid, want, got in zip(ids_, values, back, strict=True):
+            ignore = VERIFY_IGNORES.get(rid, 0)
+            if (got ^ want) & ~ignore and rid not in NOT_VERIFIED:
+                raise RestoreError(
+                    f"{where}restore failed verifying {reg_label(rid)}: wrote {want:#x}, read "
+                    f"back {got:#x} (all {len(items)} registers were written)",
+                    reg_id=rid, written=len(items),
+                )
+    return RestoreResult(ids_, tuple(sorted(dropped)), tuple(added))
+
+
+def _in_restore_order(regs: Mapping[int, int], dropped: Sequence[int]) -> tuple[
+        tuple[int, ...], tuple[int, ...]]:
+    """The ids to write in ``restore_order`` (``dropped`` left out), and their values."""
+    if isinstance(regs, VcpuRegisters):
+        ids_, pick = _write_order(regs.reg_ids, frozenset(dropped))
+        return ids_, pick(regs.row)
+    skip = set(dropped)
+    ids_ = tuple(restore_order(r for r in regs if r not in skip))
+    return ids_, tuple(regs[r] for r in ids_)
+
+
+@functools.lru_cache(maxsize=64)
+def _write_order(reg_ids: tuple[int, ...], dropped: frozenset[int]) -> tuple[
+        tuple[int, ...], Callable[[Sequence[int]], tuple[int, ...]]]:
+    """For a register table (every vCPU of a VM shares one): the ids to write in
+    ``restore_order`` and a picker of their values from a row, found once."""
+    column = {rid: c for c, rid in enumerate(reg_ids)}
+    order = restore_order(rid for rid in reg_ids if rid not in dropped)
+    return tuple(order), picker([column[rid] for rid in order])

@@ -23,16 +23,16 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..errors import BlobError
 from ..vmm.gic import GicLayout
+from . import blob_json
 from .blob import Blob
 from .blob_json import JSON_FORMAT, shown
 from .memory import MemoryRegion
 from .vgic import VgicState
-from .wire import FORMAT_VERSION_SECTIONS
 
 if TYPE_CHECKING:
     from .vm import VmSnapshot
 
-JSON_FORMAT_VM: Final = f"sdei-state/blob/{FORMAT_VERSION_SECTIONS}"
+JSON_FORMAT_VM: Final = blob_json.SNAPSHOT_JSON_FORMAT
 VGIC_KEYS: Final = ("dist_base", "redist_base", "nr_irqs", "mpidrs", "values")
 MEMORY_KEYS: Final = ("slot", "guest_phys_addr", "size", "runs")
 

@@ -134,7 +134,7 @@ def reg_label(reg_id: int) -> str:
     return f"{ids.describe(reg_id)} ({reg_id:#018x})"
 
 
-def _picker(cols: Sequence[int]) -> Callable[[Sequence[int]], tuple[int, ...]]:
+def picker(cols: Sequence[int]) -> Callable[[Sequence[int]], tuple[int, ...]]:
     """A C-speed ``row -> tuple of row[c] for c in cols``."""
     if len(cols) == 1:
         (c,) = cols
@@ -203,6 +203,9 @@ class IdTable:
         return tuple(out)
 
 
+_INT_ONLY: Final = frozenset({int})
+
+
 @functools.lru_cache(maxsize=64)
 def _cached_table(reg_ids: tuple[int, ...]) -> IdTable:
     """Validate a register table once (every vCPU of a VM shares one)."""
@@ -214,7 +217,7 @@ def _cached_table(reg_ids: tuple[int, ...]) -> IdTable:
         bits=bits,
         not_u64=tuple((i, b) for i, b in enumerate(bits) if b != 64),
         wide=tuple((i, b) for i, b in enumerate(bits) if b > 64),
-        upto64=_picker([i for i, b in enumerate(bits) if b <= 64]),
+        upto64=picker([i for i, b in enumerate(bits) if b <= 64]),
         row_words=sum(words),
         row=struct.Struct(_row_format(words)),
     )
@@ -222,7 +225,7 @@ def _cached_table(reg_ids: tuple[int, ...]) -> IdTable:
 
 def id_table(reg_ids: tuple[int, ...]) -> IdTable:
     """The validated table of ``reg_ids`` (``BlobError`` if unusable), cached for plain ints."""
-    if not all(type(r) is int for r in reg_ids):  # bools and others: never from the cache
+    if not _INT_ONLY.issuperset(map(type, reg_ids)):  # bools and others: never from the cache
         check_id_table(reg_ids)
     return _cached_table(reg_ids)
 
