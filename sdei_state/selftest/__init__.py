@@ -49,11 +49,12 @@ def pick_backend(choice: str) -> SuiteBackend:
 def all_suites(backend: SuiteBackend) -> list[Suite]:
     """Every suite, in the order they run; those the backend cannot serve skip with its
     reason (``SuiteBackend.missing``)."""
-    from . import fw_suite, migration_suite, model, sdei_suites, stress_suite
+    from . import cost, fw_suite, migration_suite, model, replay_suite, sdei_suites, stress_suite
 
     suites = [model.suite(), fw_suite.suite(), sdei_suites.calls_suite(),
               sdei_suites.dispatch_suite(), migration_suite.suite(), stress_suite.suite(),
-              sdei_suites.in_kernel_suite(migration_suite.in_kernel_cases())]
+              sdei_suites.in_kernel_suite(migration_suite.in_kernel_cases()),
+              replay_suite.suite(), cost.suite()]
     suites.extend(backend.extra_suites())
     return suites
 
