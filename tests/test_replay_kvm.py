@@ -161,3 +161,13 @@ def test_replay_and_cost_suites_skip_on_the_simulated_backend() -> None:
     results = list(core.run_suites(chosen, be, be.missing))
     assert len(results) == 3
     assert all(r.outcome is core.Outcome.SKIP and "not arm64" in r.message for r in results)
+
+
+def test_scenarios_not_compared_exist_and_say_why() -> None:
+    from sdei_state.scenario.conformance import BY_NAME
+    from sdei_state.selftest.replay_suite import NOT_COMPARED, _conformance
+
+    assert set(NOT_COMPARED) <= set(BY_NAME) and all(NOT_COMPARED.values())
+    names = [n for n, _ in _conformance()]
+    assert len(names) == len(BY_NAME) - len(NOT_COMPARED)
+    assert not set(names) & set(NOT_COMPARED)

@@ -11,8 +11,9 @@ cpu      ``SET_ONE_REG`` of the core and system registers (``KvmCpu``)
 call     x0-x5 (function id, x1-x5) by ``SET_ONE_REG``, PC at the stub's ``hvc #0``,
          ``KVM_RUN`` to the next exit; x0-x3 are the result. A call that returns gets the
          scenario's PC and PSTATE back; a completion leaves the vCPU where it resumed.
-dispatch provider: its entry check (``SdeiProvider.before_run``, which the VMM makes before
-         every ``KVM_RUN``); in-kernel: ``KVM_RUN``, the kernel dispatching on entry
+dispatch ``KVM_RUN`` to the next exit: the provider's entry check before it
+         (``SdeiProvider.before_run``, as its VMM loop makes before every entry), or the
+         kernel dispatching on entry
 inject    provider: ``SdeiProvider.inject``; in-kernel: PENDING set in
          ``SDEI_EVENT_STATE`` with ``SET_ONE_REG`` (``inject_pending``)
 set_reg / get_reg  ``KVM_{SET,GET}_ONE_REG`` (the provider's register view adds its block)
@@ -90,10 +91,15 @@ def inject_pending(regs: RegTransport, number: int) -> bool:
     return True
 
 
-def _kernel_serves(function_id: int) -> bool:
-    """Whether KVM answers this w0 itself (SDEI in the kernel, or its reserved ranges)."""
-    w0 = function_id & 0xFFFF_FFFF
-    return in_sdei_block(w0) or w0 >> 16 in (0x8000, 0xC000)
+def _check_x0(v: ReplayVcpu, sdei_in_kernel: bool) -> None:
+    """Refuse a dispatch step whose x0 KVM would take for a call of its own if no event were
+    taken (its reserved ranges; the SDEI block when it serves SDEI): the stub's hvc at the
+    interrupted PC would make that call instead of exiting."""
+    x0 = v.cpu.read((CpuReg.X0,))[0]
+    w0 = x0 & 0xFFFF_FFFF
+    if w0 >> 16 in (0x8000, 0xC000) or (sdei_in_kernel and in_sdei_block(w0)):
+        raise ScenarioError(f"vCPU {v.index}: dispatch with x0 = {x0:#x}: the stub's hvc "
+                            "would make that call if no event were taken")
 
 
 class StubCpu(KvmCpu):
@@ -138,8 +144,10 @@ class ReplayVcpu:
             self.cpu.write({CpuReg.PC: pc, CpuReg.PSTATE: pstate})
 
     def _load(self, values: Sequence[int]) -> None:
-        self.cpu.write({**dict(zip(CALL_ARGS, values, strict=True)), CpuReg.PC: STUB_PC,
-                        CpuReg.PSTATE: STUB_PSTATE})
+        # PSTATE first: while it says AArch32, KVM's set_core_reg() cuts every core register
+        # it writes (x0-x14, PC) to 32 bits.
+        self.cpu.write({CpuReg.PSTATE: STUB_PSTATE})
+        self.cpu.write({**dict(zip(CALL_ARGS, values, strict=True)), CpuReg.PC: STUB_PC})
 
     def enter(self, what: str) -> Stop:
         return enter(self.raw, f"vCPU {self.index}: {what}")
@@ -223,7 +231,12 @@ class ProviderReplayVm(ReplayVm):
         return out.completed is None
 
     def dispatch(self, v: ReplayVcpu) -> Event | None:
-        return self.provider.before_run(v.index)
+        """The VMM's entry check, then the entry (a dispatch check is a run: STD_BMAP is
+        locked from then on, as in the model)."""
+        _check_x0(v, False)
+        ev = self.provider.before_run(v.index)
+        v.enter("dispatch")
+        return ev
 
     def inject(self, v: ReplayVcpu, number: int) -> bool:
         return self.provider.inject(v.index, number)
@@ -283,10 +296,7 @@ class KernelReplayVm(ReplayVm):
         return False  # a completion: the vCPU resumed where the context said
 
     def dispatch(self, v: ReplayVcpu) -> Event | None:
-        x0 = v.cpu.read((CpuReg.X0,))[0]
-        if _kernel_serves(x0):
-            raise ScenarioError(f"vCPU {v.index}: dispatch with x0 = {x0:#x}: the stub's hvc "
-                                "would make that call if no event were taken")
+        _check_x0(v, True)
         before = self._sdei(v)
         unmasked = not v.regs.shown[sdei_regs.VCPU_STATE_ID]
         if unmasked:
