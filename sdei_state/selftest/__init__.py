@@ -53,11 +53,21 @@ def all_suites(backend: SuiteBackend, named: Sequence[str] = ()) -> list[Suite]:
     has a pattern that matches them."""
     from fnmatch import fnmatchcase
 
-    from . import fw_suite, linux_guest_suite, migration_suite, model, sdei_suites, stress_suite
+    from . import (
+        cost,
+        fw_suite,
+        linux_guest_suite,
+        migration_suite,
+        model,
+        replay_suite,
+        sdei_suites,
+        stress_suite,
+    )
 
     suites = [model.suite(), fw_suite.suite(), sdei_suites.calls_suite(),
               sdei_suites.dispatch_suite(), migration_suite.suite(), stress_suite.suite(),
-              sdei_suites.in_kernel_suite(migration_suite.in_kernel_cases())]
+              sdei_suites.in_kernel_suite(migration_suite.in_kernel_cases()),
+              replay_suite.suite(), cost.suite()]
     suites.extend(backend.extra_suites())
     opt_in = [linux_guest_suite.suite()]
     suites.extend(o for o in opt_in if any(fnmatchcase(o.name, p) for p in named))
