@@ -1,8 +1,9 @@
-"""Scenario replay (DESIGN section 7): run a parsed scenario on simulated vCPUs.
+"""Scenario replay (DESIGN section 7): run a parsed scenario on simulated or real vCPUs.
 
-``Runner`` runs each step on a simulated VM and yields its result object; ``run`` parses a
-document and returns the whole result document (``sdei-state/result/1``). A ``migrate`` step
-goes through the binary blob into a fresh VM, as a VMM's migration would.
+``Runner`` runs each step on a VM (simulated by default; ``kvm_replay.vm_factory`` gives the
+real-KVM ones) and yields its result object; ``run`` parses a document and returns the whole
+result document (``sdei-state/result/1``). A ``migrate`` step goes through the binary blob
+into a fresh VM, as a VMM's migration would.
 """
 
 from __future__ import annotations
@@ -100,8 +101,17 @@ class Runner:
         blob = save_vm(self.vm.vcpus)
         wire = Blob.from_bytes(blob.to_bytes())
         dest = self._factory(self.scenario.vcpus)
-        restore_vm(dest.vcpus, wire)
+        try:
+            restore_vm(dest.vcpus, wire)
+        except BaseException:
+            _close(dest)
+            raise
+        _close(self.vm)
         self.vm = dest
+
+    def close(self) -> None:
+        """Release the VM (a real one holds file descriptors; a simulated one nothing)."""
+        _close(self.vm)
 
     def final(self) -> list[dict[str, Any]]:
         out = []
@@ -114,6 +124,17 @@ class Runner:
         return out
 
 
-def run(doc: object) -> dict[str, Any]:
-    """Parse and run a scenario document; the result document of DESIGN section 7."""
-    return Runner(parse(doc)).run()
+def _close(vm: Any) -> None:
+    close = getattr(vm, "close", None)
+    if close is not None:
+        close()
+
+
+def run(doc: object, vm_factory: Callable[[int], Any] | None = None) -> dict[str, Any]:
+    """Parse and run a scenario document (on ``vm_factory``'s VMs, simulated by default);
+    the result document of DESIGN section 7."""
+    runner = Runner(parse(doc), vm_factory)
+    try:
+        return runner.run()
+    finally:
+        runner.close()

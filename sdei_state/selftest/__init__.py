@@ -54,10 +54,12 @@ def all_suites(backend: SuiteBackend, named: Sequence[str] = ()) -> list[Suite]:
     from fnmatch import fnmatchcase
 
     from . import (
+        cost,
         fw_suite,
         linux_guest_suite,
         migration_suite,
         model,
+        replay_suite,
         sdei_suites,
         stock_suite,
         stress_suite,
@@ -65,7 +67,8 @@ def all_suites(backend: SuiteBackend, named: Sequence[str] = ()) -> list[Suite]:
 
     suites = [model.suite(), fw_suite.suite(), sdei_suites.calls_suite(),
               sdei_suites.dispatch_suite(), migration_suite.suite(), stress_suite.suite(),
-              sdei_suites.in_kernel_suite(migration_suite.in_kernel_cases())]
+              sdei_suites.in_kernel_suite(migration_suite.in_kernel_cases()),
+              replay_suite.suite(), cost.suite()]
     suites.extend(backend.extra_suites())
     opt_in = [linux_guest_suite.suite(), stock_suite.suite()]
     suites.extend(o for o in opt_in if any(fnmatchcase(o.name, p) for p in named))

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from typing import Protocol, Self, TypeVar
 
 from ..cpu import CpuRegs
-from ..events import Event, by_number
+from ..events import Event
 from ..guest.asm import Image
 from ..guest.layout import Layout
 from ..kvm import Kvm, Vcpu, VcpuFeature, Vm
@@ -42,9 +42,6 @@ from ..vmm import ModelServer, SdeiProvider
 from .host import Driver, Migration
 from .programs.program import GuestProgram
 from .trace import Dispatched, Injected, Served, TraceItem, VcpuRun
-
-_REGISTERED = 1 << 0
-_PENDING = 1 << 3
 
 
 class Loadable(Protocol):
@@ -202,15 +199,9 @@ class InKernelEngine(_KvmBase):
     def inject(self, i: int, number: int) -> bool:
         """Injection through the register ABI: set PENDING in SDEI_EVENT_STATE (refused,
         as by the model, when the event is not registered)."""
-        ev = by_number(number)
-        if ev is None:
-            return False
-        rid = sdei_regs.event_state_id(ev.index)
-        v = self.vcpus[i].get_reg(rid)
-        if not v & _REGISTERED:
-            return False
-        self.vcpus[i].set_reg(rid, v | _PENDING)
-        return True
+        from ..scenario.kvm_replay import inject_pending
+
+        return inject_pending(self.vcpus[i], number)
 
     def deliverable(self, i: int) -> Event | None:
         m = Machine(self.nr_vcpus)
