@@ -202,9 +202,12 @@ class Machine:
                                    | (known < 2 or x[1] != 0) << 1
                                    | (known < 3 or x[2] != 0) << 2])
             cpu.write(out)
-            kicks = self._kicks
-            if kicks:
-                self._kicks = []
+            # Take the list only when it has kicks: the empty one stays ours, since another
+            # thread's call appends to self._kicks under the lock once we have released it
+            # (an alias here would send that thread's kicks twice).
+            kicks: list[int] | tuple[()] = ()
+            if self._kicks:
+                kicks, self._kicks = self._kicks, []
         if kicks:
             self._kick(kicks)
         return CallOutcome(fid, ret - (1 << 64) if ret > 0 and ret >> 63 else ret)
