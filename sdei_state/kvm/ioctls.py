@@ -75,6 +75,7 @@ IOCTLS: Final = (
     _iow("KVM_GET_ONE_REG", 0xAB, "struct kvm_one_reg", 16),  # _IOW, not _IOWR: see uapi
     _iow("KVM_SET_ONE_REG", 0xAC, "struct kvm_one_reg", 16),
     _iow("KVM_ARM_VCPU_INIT", 0xAE, "struct kvm_vcpu_init", 32),
+    _iow("KVM_ARM_VCPU_FINALIZE", 0xC2, "int", 4),
     _iowr("KVM_GET_REG_LIST", 0xB0, "struct kvm_reg_list", 8),
 )
 
@@ -96,3 +97,4 @@ KVM_GET_ONE_REG: Final = BY_NAME["KVM_GET_ONE_REG"].number
 KVM_SET_ONE_REG: Final = BY_NAME["KVM_SET_ONE_REG"].number
 KVM_ARM_VCPU_INIT: Final = BY_NAME["KVM_ARM_VCPU_INIT"].number
 KVM_GET_REG_LIST: Final = BY_NAME["KVM_GET_REG_LIST"].number
+KVM_ARM_VCPU_FINALIZE: Final = BY_NAME["KVM_ARM_VCPU_FINALIZE"].number

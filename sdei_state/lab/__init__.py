@@ -67,7 +67,12 @@ def build(cfg: LabConfig, progress: Progress, project: Path | None = None,
         rootfs.fetch_uapi_headers(cfg, progress)
     nested = guest_assets.build(cfg, progress, refresh)  # linux-guest: Image, module, libfdt
     layers = [userspace, kdir / "mods.cpio", app] + ([nested] if nested else [])
-    with progress.step("initramfs: userspace + modules + library + linux-guest layer"):
+    if cfg.with_qemu:
+        from . import qemu_layer
+
+        layers.append(qemu_layer.build(cfg, progress, refresh))  # QEMU for stock-vmm
+    with progress.step(f"initramfs: userspace + modules + library + {len(layers) - 3} "
+                       "layer(s)"):
         initrd = qemu.combined_initrd(cfg, layers)
     return Built(kdir, initrd)
 
@@ -126,6 +131,9 @@ def _parser(parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParse
     g.add_argument("--share", type=Path, default=None, metavar="DIR",
                    help="host directory shared read-only as the guest's working directory "
                         "(default: the project root)")
+    g.add_argument("--with-qemu", action="store_true",
+                   help="also put Debian's qemu-system-arm and a Linux guest for it in the lab "
+                        "(the stock-vmm selftest suite)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     g.add_argument("-v", "--verbose", action="store_true",
                    help="also show the guest console (kernel and init messages)")
@@ -159,7 +167,7 @@ def _parser(parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParse
 def _config(a: argparse.Namespace) -> LabConfig:
     return LabConfig(cache=(a.cache or default_cache_dir()).expanduser().resolve(),
                      kernel=a.kernel, kvm_mode=a.kvm_mode, cpu=a.cpu, smp=a.smp,
-                     mem_mb=a.mem, timeout=a.timeout)
+                     mem_mb=a.mem, timeout=a.timeout, with_qemu=a.with_qemu)
 
 
 def _strip_dashes(args: list[str]) -> list[str]:

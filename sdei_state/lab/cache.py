@@ -25,7 +25,8 @@ MARKER_TEXT: Final = "sdei-state lab cache: `sdei-state lab clean` may delete th
 _LAB_NAMES: Final = ("kernels", "debs", "boot", "runs", "uapi-arm64", "userspace.cpio",
                      "userspace.stamp", "last-console.log", "app-*",  # app-<digest>.cpio too
                      "kpkg-*", "rootfs-*", "uapi-*", ".tmp-*", MARKER,
-                     "linux-guest", "linux-guest-*")  # the last two: lab/guest_assets.py
+                     "linux-guest", "linux-guest-*",  # lab/guest_assets.py
+                     "stock-vmm", "stock-vmm-*", "stock-vmm.stamp")  # lab/qemu_layer.py
 
 
 class CacheError(RuntimeError):

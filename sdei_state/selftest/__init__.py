@@ -49,8 +49,8 @@ def pick_backend(choice: str) -> SuiteBackend:
 def all_suites(backend: SuiteBackend, named: Sequence[str] = ()) -> list[Suite]:
     """Every suite, in the order they run; those the backend cannot serve skip with its
     reason (``SuiteBackend.missing``). The opt-in suites (``linux-guest``: it boots a Linux
-    guest, a minute in the lab) are included only when ``named`` (the --suite patterns)
-    has a pattern that matches them."""
+    guest, a minute in the lab; ``stock-vmm``: it runs QEMU inside the lab) are included
+    only when ``named`` (the --suite patterns) has a pattern that matches them."""
     from fnmatch import fnmatchcase
 
     from . import (
@@ -61,6 +61,7 @@ def all_suites(backend: SuiteBackend, named: Sequence[str] = ()) -> list[Suite]:
         model,
         replay_suite,
         sdei_suites,
+        stock_suite,
         stress_suite,
     )
 
@@ -69,7 +70,7 @@ def all_suites(backend: SuiteBackend, named: Sequence[str] = ()) -> list[Suite]:
               sdei_suites.in_kernel_suite(migration_suite.in_kernel_cases()),
               replay_suite.suite(), cost.suite()]
     suites.extend(backend.extra_suites())
-    opt_in = [linux_guest_suite.suite()]
+    opt_in = [linux_guest_suite.suite(), stock_suite.suite()]
     suites.extend(o for o in opt_in if any(fnmatchcase(o.name, p) for p in named))
     return suites
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Protocol, Self
+from typing import Protocol, Self, TypeVar
 
 from ..cpu import CpuRegs
 from ..events import Event
@@ -79,6 +79,9 @@ def new_vm(kvm: Kvm, programs: Sequence[Loadable], load: bool) -> tuple[Vm, list
     return vm, vcpus
 
 
+_E = TypeVar("_E", bound="_KvmBase")
+
+
 class _KvmBase:
     """What both KVM engines share: the VM, its vCPUs, entering and memory."""
 
@@ -112,10 +115,15 @@ class _KvmBase:
         """Save everything, restore into a new VM of the same kind (a new provider for the
         userspace engine), copy memory; close this VM. Returns the new engine and what was
         carried."""
+        return self.migrate_into(type(self))
+
+    def migrate_into(self, kind: type[_E]) -> tuple[_E, Migration]:
+        """``migrate`` into a new VM of engine class ``kind`` (the cross-mode migrations of
+        the stock-vmm suite: userspace provider to in-kernel SDEI and back)."""
         t0 = time.perf_counter()
         blob = save_vm(self.transports())
         mems = [self.memory(i) for i in range(self.nr_vcpus)]
-        dest = type(self)(self.kvm, self.programs, load=False)
+        dest = kind(self.kvm, self.programs, load=False)
         try:
             restore_vm(dest.transports(), blob)
             for i, m in enumerate(mems):
