@@ -39,6 +39,8 @@ SP_BY_MODE: Final[Mapping[int, int]] = {
 
 _X_BY_ID: Final[Mapping[int, CpuReg]] = {rid: CpuReg(n) for n, rid in enumerate(REG_X)}
 _MODE_MASK: Final = 0x1F
+_SP: Final = CpuReg.SP  # module constants: BankedCpu.read/write run on every call and dispatch
+_PSTATE: Final = CpuReg.PSTATE
 
 
 def sp_reg_id(pstate: int) -> int:
@@ -57,6 +59,9 @@ def check_sp_alias(values: Mapping[CpuReg, int], sp_id: int, pstate: int) -> Non
     if x is not None and x in values and values[x] != values[CpuReg.SP]:
         raise ValueError(f"sp and the register it maps to in mode {pstate & _MODE_MASK:#x} "
                          f"({x.key}) were given different values")
+
+
+_memory_write: Final = MemoryCpu.write
 
 
 class BankedCpu(MemoryCpu):
@@ -82,25 +87,27 @@ class BankedCpu(MemoryCpu):
         return self._r[_X_BY_ID[home]] if sp is None else sp
 
     def read(self, regs: Sequence[CpuReg]) -> tuple[int, ...]:
-        values = tuple(map(self._r.__getitem__, regs))
-        if CpuReg.SP not in regs:
-            return values
-        sp = self._sp()
-        return tuple(sp if r == CpuReg.SP else v for r, v in zip(regs, values, strict=True))
+        if _SP in regs:
+            sp = self._sp()
+            return tuple(sp if r == _SP else self._r[r] for r in regs)
+        return tuple(map(self._r.__getitem__, regs))
 
     def write(self, values: Mapping[CpuReg, int]) -> None:
-        if CpuReg.SP not in values:
-            super().write(values)
-            return
-        pstate = values.get(CpuReg.PSTATE, self._r[CpuReg.PSTATE])
+        if _SP in values:
+            self._write_with_sp(values)
+        else:
+            _memory_write(self, values)
+
+    def _write_with_sp(self, values: Mapping[CpuReg, int]) -> None:
+        pstate = values.get(_PSTATE, self._r[_PSTATE])
         home = SP_BY_MODE.get(pstate & _MODE_MASK)
         if home is not None:
             check_sp_alias(values, home, pstate)
-        kept = self._r[CpuReg.SP]
-        super().write(values)  # checks every value first: a refused write stores nothing
+        kept = self._r[_SP]
+        _memory_write(self, values)  # checks every value first: a refused write stores nothing
         if home is None:
             return
-        sp, self._r[CpuReg.SP] = self._r[CpuReg.SP], kept
+        sp, self._r[_SP] = self._r[_SP], kept
         if home in self.banked:
             self.banked[home] = sp
         else:
