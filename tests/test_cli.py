@@ -83,7 +83,7 @@ def test_blob_show_diff_preflight(tmp_path: Path, capsys: pytest.CaptureFixture[
     idle = _blob_file(tmp_path, "idle.blob", running=False)
     busy = _blob_file(tmp_path, "busy.blob", running=True)
     rc, out, _ = run(capsys, "blob", "show", str(busy))
-    assert rc == 0 and "2 vCPU(s), 92 registers each" in out
+    assert rc == 0 and "2 vCPU(s), 93 registers each" in out
     assert "SDEI_EVENT_STATE(0)" in out and "REGISTERED|ENABLED|RUNNING" in out
     rc, out, _ = run(capsys, "blob", "show", str(busy), "--json")
     shown = json.loads(out)

@@ -190,7 +190,7 @@ def test_size_is_eight_bytes_per_word_per_vcpu(blob: Blob) -> None:
 def test_a_simulated_vm_blob_has_the_expected_size() -> None:
     vm = SimVm(4)
     data = save_vm(vm.vcpus).to_bytes()
-    assert len(data) == 28 + 8 * 92 * 5  # 36 core, 7 firmware, 47 SDEI, SCTLR_EL1, VBAR_EL1
+    assert len(data) == 28 + 8 * 93 * 5  # 37 core, 7 firmware, 47 SDEI, SCTLR_EL1, VBAR_EL1
 
 
 # -- corruption --------------------------------------------------------------------------

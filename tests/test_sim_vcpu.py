@@ -54,7 +54,8 @@ def bmap(regno: int) -> int:
 
 
 X = [core(2 * n) for n in range(31)]
-SP, PC, PSTATE, ELR_EL1, SPSR_EL1 = core(62), core(64), core(66), core(70), core(72)
+SP, PC, PSTATE, SP_EL1 = core(62), core(64), core(66), core(68)
+ELR_EL1, SPSR_EL1 = core(70), core(72)
 VBAR_EL1 = ARM64_U64 | 0x0013 << 16 | 3 << 14 | 0 << 11 | 12 << 7 | 0 << 3 | 0
 SCTLR_EL1 = ARM64_U64 | 0x0013 << 16 | 3 << 14 | 0 << 11 | 1 << 7 | 0 << 3 | 0
 PSCI, WA1, WA2, WA3 = fw(0), fw(1), fw(2), fw(3)
@@ -70,7 +71,7 @@ def ctx(c: int, r: int) -> int:
 
 
 EXPECTED_LIST = (
-    *X, SP, PC, PSTATE, ELR_EL1, SPSR_EL1,
+    *X, SP, PC, PSTATE, SP_EL1, ELR_EL1, SPSR_EL1,
     PSCI, WA1, WA2, WA3, STD, STD_HYP, VENDOR,
     SDEI_VCPU_STATE, *EVENT_STATE, EP_ADDR[0], EP_ARG[0], EP_ADDR[1], EP_ARG[1],
     *(ctx(c, r) for c in (0, 1) for r in range(20)),
@@ -98,7 +99,7 @@ def test_reg_list_is_kvm_order_core_fw_sdei_sysregs() -> None:
     vm = SimVm(2)
     assert vm.vcpus[0].reg_list() == EXPECTED_LIST
     assert vm.vcpus[1].reg_list() == EXPECTED_LIST
-    assert len(EXPECTED_LIST) == 36 + 7 + 47 + 2
+    assert len(EXPECTED_LIST) == 37 + 7 + 47 + 2
 
 
 def test_sim_vcpu_is_a_reg_transport() -> None:
@@ -121,7 +122,7 @@ def test_stock_host_lists_no_sdei_registers() -> None:
     v = vm.vcpus[0]
     listed = v.reg_list()
     assert not set(listed) & set(SDEI_REG_IDS)
-    assert listed == (*X, SP, PC, PSTATE, ELR_EL1, SPSR_EL1,
+    assert listed == (*X, SP, PC, PSTATE, SP_EL1, ELR_EL1, SPSR_EL1,
                       PSCI, WA1, WA2, WA3, STD, STD_HYP, VENDOR, SCTLR_EL1, VBAR_EL1)
     with pytest.raises(RegError) as e:
         v.get_reg(SDEI_VCPU_STATE)
@@ -187,7 +188,6 @@ def test_init_resets_core_and_sdei_state(sim_vcpu: SimVcpu) -> None:
     fw(4), fw(0xFF), fw(0x101), fw(0x112), fw(0x124), fw(0x154), fw(0x174), fw(0x1FF),
     bmap(4), bmap(3),  # VENDOR_HYP_BMAP_2 does not exist on the 6.12-based SDEI host
     ARM64_U64 | 0x0013 << 16 | 3 << 14 | 0 << 11 | 13 << 7 | 0 << 3 | 4,  # TPIDR_EL1: not listed
-    core(68),  # sp_el1: a real core register the sim does not carry
     core(84, 0x4),  # fp_regs.vregs[0]
 ])
 def test_unknown_ids_are_enoent(reg_id: int, sim_vcpu: SimVcpu) -> None:
@@ -247,8 +247,9 @@ def test_reg_error_names_the_register(sim_vcpu: SimVcpu) -> None:
 
 
 def test_core_ids_are_the_memory_cpu_registers(sim_vcpu: SimVcpu) -> None:
+    # SP has no id of its own (test_sp_is_banked_as_kvm_banks_it).
     pairs = [(X[n], CpuReg(n)) for n in range(31)] + [
-        (SP, CpuReg.SP), (PC, CpuReg.PC), (PSTATE, CpuReg.PSTATE), (ELR_EL1, CpuReg.ELR_EL1),
+        (PC, CpuReg.PC), (PSTATE, CpuReg.PSTATE), (ELR_EL1, CpuReg.ELR_EL1),
         (SPSR_EL1, CpuReg.SPSR_EL1), (VBAR_EL1, CpuReg.VBAR_EL1), (SCTLR_EL1, CpuReg.SCTLR_EL1)]
     for i, (rid, reg) in enumerate(pairs):
         value = 0x1000 + (i << 5)  # M[4:0] = 0: EL0t, a PSTATE KVM accepts

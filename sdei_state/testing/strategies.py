@@ -325,10 +325,13 @@ def call_sequences(nr_vcpus: int = 1, *, max_size: int = 40) -> st.SearchStrateg
 
 
 def _cpu_values() -> st.SearchStrategy[dict[CpuReg, int]]:
-    """CPU registers a guest may hold when the VMM stops it (PSTATE in a mode KVM accepts)."""
+    """CPU registers a guest may hold when the VMM stops it (PSTATE in a mode KVM accepts).
+    SP is x13 in AArch32 User, so when both are drawn SP takes x13's value in every mode."""
     regs = [CpuReg(n) for n in range(31)] + [CpuReg.SP, CpuReg.PC]
     return st.dictionaries(st.sampled_from(regs), u64s(), max_size=6).flatmap(
-        lambda d: pstates().map(lambda p: {**d, CpuReg.PSTATE: p}))
+        lambda d: pstates().map(lambda p: {**d, CpuReg.PSTATE: p}
+                                | ({CpuReg.SP: d[CpuReg.X13]} if {CpuReg.SP, CpuReg.X13} <= d.keys()
+                                   else {})))
 
 
 @st.composite

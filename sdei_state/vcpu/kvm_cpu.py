@@ -17,12 +17,10 @@ SCTLR_EL1   ``ARM64_SYS_REG(3, 0, 1, 0, 0)`` (read at dispatch for the entry PST
 SP          the *current* stack pointer, chosen by PSTATE as the CPU does (see below)
 =========== =============================================================================
 
-KVM has no "current SP" register: core ``regs.sp`` is SP_EL0 and core ``sp_el1`` is SP_EL1.
-``SP`` here is the one the interrupted code was using, as DESIGN's ``cpu.sp`` means: SP_EL1 in
-EL1h; SP_EL0 in EL0t and EL1t; for AArch32 modes the banked R13 of that mode as AArch64 sees it
-(x13 for User/System, x17 IRQ, x19 SVC, x21 Abort, x23 Undef, x29 FIQ, x15 Hyp). A read
-fetches PSTATE in the same batch; a write uses the PSTATE written with it, else the current one
-(one extra GET). EL2h/EL3h have no core-register SP, so SP is refused there.
+``SP`` is the *current* stack pointer, the one PSTATE selects (``sp_bank.SP_BY_MODE``, the
+rule the simulated vCPU follows too): a read fetches PSTATE, SP_EL0 and SP_EL1 in the same
+batch; a write uses the PSTATE written with it, else the current one (one extra GET).
+EL2h/EL3h have no core-register SP, so SP is refused there.
 """
 
 from __future__ import annotations
@@ -42,7 +40,10 @@ from ..regs.ids import (
     REG_X,
     sys_reg,
 )
+from .sp_bank import SP_BY_MODE, check_sp_alias, sp_reg_id
 from .transport import RegTransport
+
+__all__ = ["REG_IDS", "REG_SCTLR_EL1", "SP_BY_MODE", "KvmCpu", "sp_reg_id"]
 
 _U64_MAX: Final = (1 << 64) - 1
 _INT_ONLY: Final = frozenset((int,))
@@ -58,32 +59,6 @@ REG_IDS: Final[Mapping[CpuReg, int]] = {
     CpuReg.SCTLR_EL1: REG_SCTLR_EL1,
 }
 """Every CpuReg except SP, whose register depends on PSTATE (``sp_reg_id``)."""
-
-# PSTATE.M[4:0] -> the register holding that mode's stack pointer.
-SP_BY_MODE: Final[Mapping[int, int]] = {
-    0b00000: REG_SP_EL0,  # EL0t
-    0b00100: REG_SP_EL0,  # EL1t
-    0b00101: REG_SP_EL1,  # EL1h
-    0b01000: REG_SP_EL0,  # EL2t
-    0b10000: REG_X[13],  # AArch32 User
-    0b11111: REG_X[13],  # AArch32 System
-    0b10001: REG_X[29],  # AArch32 FIQ
-    0b10010: REG_X[17],  # AArch32 IRQ
-    0b10011: REG_X[19],  # AArch32 Supervisor
-    0b10111: REG_X[21],  # AArch32 Abort
-    0b11011: REG_X[23],  # AArch32 Undefined
-    0b11010: REG_X[15],  # AArch32 Hyp
-}
-
-
-def sp_reg_id(pstate: int) -> int:
-    """The KVM register id of the current SP for ``pstate``; ValueError if it has none."""
-    try:
-        return SP_BY_MODE[pstate & 0x1F]
-    except KeyError:
-        raise ValueError(f"PSTATE {pstate:#x}: mode M[4:0]={pstate & 0x1F:#07b} has no "
-                         "stack pointer among the KVM core registers") from None
-
 
 _IDS_CACHE_MAX: Final = 256
 _ids_of: dict[tuple[int, ...], tuple[int, ...]] = {}
@@ -156,9 +131,6 @@ class KvmCpu:
         if pstate is None:
             pstate = self.transport.get_regs([REG_PSTATE])[0]
         sp_id = sp_reg_id(pstate)
-        clash = dict(items).get(sp_id)
-        if clash is not None and clash != values[CpuReg.SP]:
-            raise ValueError(f"sp and the register it maps to in mode {pstate & 0x1F:#x} "
-                             "were given different values")
+        check_sp_alias(values, sp_id, pstate)
         items.append((sp_id, values[CpuReg.SP]))
         self.transport.set_regs(items)

@@ -2,7 +2,7 @@
 
 A ``SimVm`` is one VM: a ``machine.Machine`` (the SDEI state of every vCPU), the VM-wide
 firmware registers of a ``HostFirmware`` preset, and one ``SimVcpu`` per vCPU. Each SimVcpu
-has a ``MemoryCpu`` and implements ``RegTransport`` the way an arm64 KVM that carries the SDEI
+has a ``BankedCpu`` and implements ``RegTransport`` the way an arm64 KVM that carries the SDEI
 ABI of DESIGN section 4 would, errnos included (as ``errors.RegError``):
 
 - ENOENT: an id the vCPU does not list (also a listed firmware/SDEI regno with a non-U64 size,
@@ -15,13 +15,18 @@ ABI of DESIGN section 4 would, errnos included (as ``errors.RegError``):
 - E2BIG: ``reg_list_into(n)`` with room for fewer than the vCPU lists
   (``errors.RegListTooSmall``).
 
-The register list, in KVM's order: core registers (x0-x30, sp, pc, pstate, elr_el1, spsr_el1),
+The register list, in KVM's order: core registers (x0-x30, sp, pc, pstate, sp_el1, elr_el1,
+spsr_el1),
 the upstream firmware registers of the host, the 47 SDEI registers (when the host knows STD_BMAP
 bit 1), then the system registers the model reads (SCTLR_EL1, VBAR_EL1, ascending as KVM lists
 them). PSCI_VERSION and the bitmaps are VM-wide (a write
 through any vCPU is seen by all), STD_BMAP bit 1 is the SDEI gate (``machine.enabled``), and a
 WORKAROUND write is a check that stores nothing, as upstream. The SDEI block is served by
 ``vcpu.sdei_block``, as the userspace provider serves it on a real vCPU.
+
+SP is banked as KVM banks it (``vcpu.sp_bank``): core ``sp`` is SP_EL0, core ``sp_el1`` is
+SP_EL1, and the model's ``CpuReg.SP`` is the one PSTATE selects, the same rule ``KvmCpu`` reads
+a real vCPU with; so dispatch into EL1h and COMPLETE back switch stacks as on real KVM.
 
 This is the library's default backend, and what ``sdei-state replay`` runs on.
 """
@@ -34,7 +39,7 @@ from enum import IntEnum
 from types import MappingProxyType
 from typing import Final
 
-from ..cpu import CALL_ARGS, CpuReg, MemoryCpu
+from ..cpu import CALL_ARGS, CpuReg
 from ..errors import KvmError, RegError, RegListTooSmall, SdeiStateError
 from ..events import Event
 from ..machine import CallOutcome, Machine, affinity_of
@@ -44,6 +49,7 @@ from ..spec import function_by_name
 from ..state import RESET_STATE, U64_MAX, StateError, VcpuState
 from . import sdei_block
 from .core_rules import core_value_problem
+from .sp_bank import BankedCpu
 
 _SIZE_MASK: Final = ids.KVM_REG_SIZE_MASK
 _U64: Final = ids.RegSize.U64.bits
@@ -60,7 +66,6 @@ class _Kind(IntEnum):
 
 _CPU_REG_IDS: Final[Mapping[CpuReg, int]] = MappingProxyType({
     **{CpuReg(n): ids.core_reg(f"x{n}") for n in range(31)},
-    CpuReg.SP: ids.core_reg("sp"),
     CpuReg.PC: ids.core_reg("pc"),
     CpuReg.PSTATE: ids.core_reg("pstate"),
     CpuReg.ELR_EL1: ids.core_reg("elr_el1"),
@@ -68,15 +73,19 @@ _CPU_REG_IDS: Final[Mapping[CpuReg, int]] = MappingProxyType({
     CpuReg.VBAR_EL1: ids.sys_reg(3, 0, 12, 0, 0),
     CpuReg.SCTLR_EL1: ids.sys_reg(3, 0, 1, 0, 0),
 })
-"""The ONE_REG id of every register a MemoryCpu holds (VBAR_EL1 and SCTLR_EL1 are system
-registers, so a VMM's save carries them like any other)."""
+"""The ONE_REG id of every register a BankedCpu holds but SP (VBAR_EL1 and SCTLR_EL1 are
+system registers, so a VMM's save carries them like any other). SP has no id of its own: the
+ids are those of its banks, core ``sp`` and ``sp_el1`` (``BankedCpu.banked``)."""
 
 _INT_ONLY: Final = frozenset({int})
 _CPU_ORDER: Final = tuple(_CPU_REG_IDS)
 _CPU_IDS: Final = tuple(_CPU_REG_IDS.values())
 _SDEI_IDS: Final = sdei_regs.SDEI_REG_IDS
 _SYS_REGS: Final = frozenset({CpuReg.VBAR_EL1, CpuReg.SCTLR_EL1})
-CORE_IDS: Final[tuple[int, ...]] = tuple(_CPU_REG_IDS[r] for r in CpuReg if r not in _SYS_REGS)
+CORE_IDS: Final[tuple[int, ...]] = tuple(ids.core_reg(name) for name in (
+    *(f"x{n}" for n in range(31)), "sp", "pc", "pstate", "sp_el1", "elr_el1", "spsr_el1"))
+"""The core registers a simulated vCPU lists, in the order KVM lists them (offset order in
+``struct kvm_regs``; KVM lists more, the FP/SIMD state and all five SPSRs, no scenario uses)."""
 SYS_IDS: Final[tuple[int, ...]] = tuple(sorted(_CPU_REG_IDS[r] for r in _SYS_REGS))
 
 
@@ -187,7 +196,7 @@ class SimVcpu:
     def __init__(self, vm: SimVm, index: int, *, initialized: bool = True) -> None:
         self.vm = vm
         self.index = index
-        self.cpu = MemoryCpu()
+        self.cpu = BankedCpu()
         """The vCPU's core and system registers (what the ONE_REG core ids read and write)."""
         self.initialized = initialized
         """False until ``init()`` (KVM_ARM_VCPU_INIT): every access is then ENOEXEC."""
@@ -214,7 +223,7 @@ class SimVcpu:
     def init(self) -> None:
         """KVM_ARM_VCPU_INIT: the vCPU becomes usable, with reset core and SDEI state."""
         with self.vm.machine.lock:
-            self.cpu = MemoryCpu()
+            self.cpu = BankedCpu()
             self.vm.machine.set_state(self.index, RESET_STATE)
             self.initialized = True
 
@@ -249,6 +258,7 @@ class SimVcpu:
                               strict=True))
         if _Kind.CORE in kinds or _Kind.SYS in kinds:
             values.update(zip(_CPU_IDS, self.cpu.read(_CPU_ORDER), strict=True))
+            values.update(self.cpu.banked)
         for rid in [rid for rid, kind in zip(reg_ids, kinds, strict=True) if kind is _Kind.FW]:
             values[rid] = firmware.get_value(rid, host=vm.host, stored=vm._fw.get(rid),
                                              psci_0_2=vm.psci_0_2)
@@ -267,7 +277,8 @@ class SimVcpu:
         vm = self.vm
         with vm.machine.lock:
             pending: dict[int, int] = {}  # SDEI writes not yet applied to the model
-            core: dict[CpuReg, int] = {}  # core writes not yet applied to the MemoryCpu
+            core: dict[CpuReg, int] = {}  # core writes not yet applied to the BankedCpu
+            banked: dict[int, int] = {}  # SP_EL0/SP_EL1 writes, by id, likewise
             valid = self._sdei_all_valid(items)
             values = [v for _, v in items]  # all plain u64 ints (judged in C): no check each
             u64s = not values or (_INT_ONLY.issuperset(map(type, values))
@@ -287,11 +298,16 @@ class SimVcpu:
                         refusal = core_value_problem(reg_id, value)
                         if refusal is not None:
                             raise RegError(errno.EINVAL, reg_id, "SET", refusal)
-                        core[vm._cpu_regs[reg_id]] = value
+                        reg = vm._cpu_regs.get(reg_id)
+                        if reg is None:
+                            banked[reg_id] = value
+                        else:
+                            core[reg] = value
             finally:
                 # Earlier writes stay when a later one fails, the SDEI and core ones included.
                 if core:
                     self.cpu.write(core)
+                self.cpu.banked.update(banked)
                 if pending:
                     sdei_block.write(vm.machine, self.index, pending)
 

@@ -231,11 +231,14 @@ def dispatch_entry() -> Conformance:
     return s.build(
         "dispatch-entry",
         "handler entry: x0-x3, PC, PSTATE (mode, DAIF, SS/IL/BTYPE cleared, flags kept), "
-        "x4-x30/SP kept, context saved in SDEI_CONTEXT(0, *) and read by EVENT_CONTEXT",
+        "x4-x30/SP_EL0 kept, the handler on SP_EL1, context saved in SDEI_CONTEXT(0, *) and "
+        "read by EVENT_CONTEXT",
         {"SDEI_EVENT_STATE(0)": 7, "SDEI_CONTEXT(0, 6)": 0x1006, "SDEI_CONTEXT(0, 1)": 0x1001,
          "SDEI_CONTEXT(0, 19)": 0x6070_0880, "cpu.x6": 0x1006, "cpu.x17": 0x1011,
-         "cpu.x18": 0x18, "cpu.x30": 0x30, "cpu.sp": 0x7000, "cpu.pc": 0x10000,
-         "cpu.pstate": 0x6040_03C5, "cpu.elr_el1": 0, "cpu.spsr_el1": 0,
+         # SP is banked: the EL0t code's stack stays in SP_EL0 while the EL1h handler runs
+         # on SP_EL1, which nothing set (0), as on KVM.
+         "cpu.x18": 0x18, "cpu.x30": 0x30, "SP_EL0": 0x7000, "SP_EL1": 0, "cpu.sp": 0,
+         "cpu.pc": 0x10000, "cpu.pstate": 0x6040_03C5, "cpu.elr_el1": 0, "cpu.spsr_el1": 0,
          "cpu.vbar_el1": 0x400000})
 
 

@@ -30,7 +30,9 @@ def migrate_normal_handler() -> Conformance:
         "ELR, SPSR, x30) survive; CONTEXT and COMPLETE work on the destination",
         {"vcpu1:SDEI_EVENT_STATE(0)": 7, "vcpu1:SDEI_VCPU_STATE": 0,
          "vcpu0:SDEI_VCPU_STATE": 1, "vcpu1:cpu.x17": 0x5F, "vcpu1:cpu.x30": 0x3030,
-         "vcpu1:cpu.sp": 0x9000, "vcpu1:cpu.vbar_el1": 0x100000, "vcpu1:cpu.elr_el1": 0xE1,
+         # Set in EL1h, so SP_EL1: it migrates as KVM's core sp_el1; SP_EL0 stays 0.
+         "vcpu1:cpu.sp": 0x9000, "vcpu1:SP_EL1": 0x9000, "vcpu1:SP_EL0": 0,
+         "vcpu1:cpu.vbar_el1": 0x100000, "vcpu1:cpu.elr_el1": 0xE1,
          "vcpu1:cpu.spsr_el1": 0x3C5, "vcpu1:SDEI_CONTEXT(0, 18)": 0x8000})
 
 

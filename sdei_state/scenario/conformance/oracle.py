@@ -82,7 +82,15 @@ SYSTEM_IDS: Final[Mapping[str, int]] = MappingProxyType({
 })
 """System registers the scenarios read (the model reads SCTLR_EL1 at dispatch)."""
 
-REG_IDS: Final[Mapping[str, int]] = MappingProxyType({**SDEI_IDS, **FIRMWARE_IDS, **SYSTEM_IDS})
+CORE_IDS: Final[Mapping[str, int]] = MappingProxyType({
+    "SP_EL0": 0x6030_0000_0010_003E,  # KVM_REG_ARM_CORE_REG(regs.sp): KVM's core "sp"
+    "SP_EL1": 0x6030_0000_0010_0044,  # KVM_REG_ARM_CORE_REG(sp_el1)
+})
+"""The banked stack pointers as KVM's core registers hold them (``cpu.sp`` is the one PSTATE
+selects: SP_EL1 in EL1h, SP_EL0 in EL0t and EL1t)."""
+
+REG_IDS: Final[Mapping[str, int]] = MappingProxyType({**SDEI_IDS, **FIRMWARE_IDS, **SYSTEM_IDS,
+                                                      **CORE_IDS})
 _NAME_BY_ID: Final[Mapping[int, str]] = MappingProxyType({v: k for k, v in REG_IDS.items()})
 
 CPU_KEYS: Final = (*(f"x{n}" for n in range(31)), "sp", "pc", "pstate", "elr_el1", "spsr_el1",
