@@ -46,8 +46,8 @@ if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers
     from .migration import (
         Blob,
         Destination,
+        PreflightProblem,
         PreflightReport,
-        Problem,
         RestoreResult,
         VcpuRegisters,
         preflight,
@@ -70,8 +70,8 @@ __version__ = "0.1.0"
 
 _LAZY: dict[str, str] = {
     **dict.fromkeys(
-        ("Blob", "Destination", "PreflightReport", "Problem", "RestoreResult", "VcpuRegisters",
-         "preflight", "restore_vcpu", "restore_vm", "save_vcpu", "save_vm"),
+        ("Blob", "Destination", "PreflightProblem", "PreflightReport", "RestoreResult",
+         "VcpuRegisters", "preflight", "restore_vcpu", "restore_vm", "save_vcpu", "save_vm"),
         "sdei_state.migration"),
     **dict.fromkeys(
         ("HOST_LINUX_6_1", "HOST_LINUX_6_12", "HOST_LINUX_6_18_NEOVERSE", "HOST_SDEI",
@@ -125,9 +125,9 @@ __all__ = [
     "KvmError",
     "Machine",
     "MemoryCpu",
+    "PreflightProblem",
     "PreflightReport",
     "Priority",
-    "Problem",
     "RegError",
     "RegListTooSmall",
     "RegTransport",

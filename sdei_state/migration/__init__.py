@@ -12,8 +12,8 @@ from .blob import Blob, VcpuRegisters
 from .blob_json import JSON_FORMAT
 from .preflight import (
     Destination,
+    PreflightProblem,
     PreflightReport,
-    Problem,
     droppable_value,
     infer_host,
     preflight,
@@ -29,8 +29,8 @@ __all__ = [
     "MAGIC",
     "Blob",
     "Destination",
+    "PreflightProblem",
     "PreflightReport",
-    "Problem",
     "RestoreResult",
     "VcpuRegisters",
     "blob_size",

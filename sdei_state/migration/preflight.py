@@ -69,7 +69,7 @@ def droppable_value(reg_id: int) -> int | None:
 
 
 @dataclass(frozen=True, slots=True)
-class Problem:
+class PreflightProblem:
     """One reason a restore would fail: where (vCPU, register) and why."""
 
     reason: str
@@ -153,7 +153,7 @@ def infer_host(t: RegTransport, name: str = "destination") -> firmware.HostFirmw
 class PreflightReport:
     """The verdict on restoring one blob on one destination, with every problem found."""
 
-    problems: tuple[Problem, ...]
+    problems: tuple[PreflightProblem, ...]
     dropped: tuple[int, ...] = ()
     """Registers the destination lacks, saved at their droppable value: not written."""
     added: tuple[int, ...] = ()
@@ -187,10 +187,10 @@ class PreflightReport:
 
 @dataclass
 class _Findings:
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[PreflightProblem] = field(default_factory=list)
 
     def add(self, reason: str, reg_id: int | None = None, vcpu: int | None = None) -> None:
-        self.problems.append(Problem(reason, reg_id, vcpu))
+        self.problems.append(PreflightProblem(reason, reg_id, vcpu))
 
 
 def _check_firmware(
@@ -208,7 +208,7 @@ def _check_firmware(
 def check_vcpu(
     regs: Mapping[int, int], dest: Destination, vcpu: int | None = None,
     *, firmware_checked: bool = False,
-) -> tuple[list[Problem], tuple[int, ...], tuple[int, ...]]:
+) -> tuple[list[PreflightProblem], tuple[int, ...], tuple[int, ...]]:
     """(problems, dropped, added) for restoring one vCPU's saved registers on ``dest``.
     ``firmware_checked``: the VM-wide firmware values were already judged (once per VM)."""
     out = _Findings()
@@ -272,10 +272,11 @@ def preflight(
             dest = Destination.of_vcpus(destination, host=host)
             lists = {frozenset(t.reg_list()) for t in destination}
         except (RegError, KvmError) as e:
-            return PreflightReport((Problem(f"cannot read the destination: {e}"),))
+            return PreflightReport((PreflightProblem(f"cannot read the destination: {e}"),))
         if len(lists) > 1:
-            return PreflightReport((Problem("the destination vCPUs list different registers; "
-                                            "one blob restores one register table"),))
+            return PreflightReport((PreflightProblem(
+                "the destination vCPUs list different registers; "
+                "one blob restores one register table"),))
     out = _Findings()
     if dest.nr_vcpus is not None and dest.nr_vcpus != source.nr_vcpus:
         out.add(f"the blob holds {source.nr_vcpus} vCPU(s), the destination has "
