@@ -21,19 +21,19 @@ from .exits import (
     OtherExit,
     SystemEventExit,
 )
-from .ffi import Backend, BackendError, backend
+from .ffi import FfiBackend, FfiBackendError, backend
 from .system import Kvm
 from .vcpu import RegBatch, Vcpu
 from .vm import GuestMemory, VcpuInit, Vm
 
 __all__ = [
     "ArmNisvExit",
-    "Backend",
-    "BackendError",
     "Cap",
     "Exit",
     "ExitReason",
     "FailEntryExit",
+    "FfiBackend",
+    "FfiBackendError",
     "GuestMemory",
     "HypercallExit",
     "InternalErrorExit",
