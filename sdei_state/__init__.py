@@ -26,7 +26,7 @@ from .errors import (
     SdeiStateError,
 )
 from .events import ASYNC_PF, EVENTS, SW_SIGNALED, Event
-from .machine import TRANSITIONS, Action, CallOutcome, Machine, affinity_of, transition
+from .machine import CallOutcome, Machine, affinity_of
 from .spec import (
     CompleteStatus,
     EventType,
@@ -40,6 +40,7 @@ from .spec import (
     Status,
 )
 from .state import Context, EventState, HandlerState, StateError, VcpuState
+from .transitions import TRANSITIONS, Action, transition
 from .vcpu.transport import RegTransport
 
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers

@@ -1,7 +1,7 @@
 """The reference SDEI hypercall state machine: calls, dispatch into the guest, and completion.
 
-The handler-state transitions are one table (``TRANSITIONS``), laid out like DEN0054C Table 14
-and TF-A's ``sdei_state_table``; the call handlers check arguments and apply side effects
+The handler-state transitions are one table (``transitions.TRANSITIONS``), laid out like DEN0054C
+Table 14 and TF-A's ``sdei_state_table``; the call handlers check arguments and apply side effects
 around it. Semantics are exactly DESIGN section 5 (see docs/state-machine.md for the
 divergence table against the spec, TF-A and the KVM v7 series).
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Final
 
 from . import events as _events
@@ -48,50 +47,7 @@ from .state import (
     handler_entry_pstate,
     pstate_mode_ok,
 )
-
-
-class Action(IntEnum):
-    """Columns of the transition table (DEN0054C Table 14, plus dispatch as TF-A adds it)."""
-
-    REGISTER = 0
-    RELEASE = 1
-    ENABLE = 2
-    DISABLE = 3
-    UNREGISTER = 4
-    ROUTING_SET = 5
-    CONTEXT = 6
-    COMPLETE = 7
-    COMPLETE_AND_RESUME = 8
-    DISPATCH = 9
-
-
-_S = HandlerState
-_X = None  # forbidden in this state
-_reg, _reG, _rEG = _S.UNREGISTERED, _S.REGISTERED, _S.ENABLED
-_Reg, _ReG, _REG = _S.UNREGISTER_PENDING, _S.REGISTERED_RUNNING, _S.ENABLED_RUNNING
-
-# fmt: off
-# Rows: handler state. Cells: next state (the same state = permitted, no change) or _X.
-# Capital letter = bit set: R(unning) E(nabled) G(registered), as in TF-A.
-#            REGISTER RELEASE ENABLE DISABLE UNREGISTER ROUTING CONTEXT COMPLETE C_RESUME DISPATCH
-_GRID: Final = {
-    _reg: (  _reG,    _reg,   _X,    _X,     _X,        _X,     _X,     _X,      _X,      _X  ),
-    _Reg: (  _X,      _X,     _X,    _X,     _X,        _X,     _Reg,   _reg,    _reg,    _X  ),
-    _reG: (  _X,      _X,     _rEG,  _reG,   _reg,      _reG,   _X,     _X,      _X,      _X  ),
-    _ReG: (  _X,      _X,     _REG,  _ReG,   _Reg,      _X,     _ReG,   _reG,    _reG,    _X  ),
-    _rEG: (  _X,      _X,     _rEG,  _reG,   _reg,      _X,     _X,     _X,      _X,      _REG),
-    _REG: (  _X,      _X,     _REG,  _ReG,   _Reg,      _X,     _REG,   _rEG,    _rEG,    _X  ),
-}
-# fmt: on
-
-TRANSITIONS: Final[Mapping[HandlerState, Mapping[Action, HandlerState | None]]] = {
-    state: dict(zip(Action, row, strict=True)) for state, row in _GRID.items()
-}
-"""state -> action -> next state, or None where the spec forbids the call in that state."""
-
-
-def transition(state: HandlerState, action: Action) -> HandlerState | None:
-    return TRANSITIONS[state][action]
+from .transitions import Action, transition
 
 
 def affinity_of(index: int) -> int:
