@@ -41,7 +41,7 @@ from .spec import (
 )
 from .state import Context, EventState, HandlerState, StateError, VcpuState
 from .transitions import TRANSITIONS, Action, transition
-from .vcpu.transport import RegTransport
+from .vcpu.transport import HostFacts, RegTransport
 
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers
     from .migration import (
@@ -121,6 +121,7 @@ __all__ = [
     "Feature",
     "Function",
     "HandlerState",
+    "HostFacts",
     "HostFirmware",
     "Info",
     "KvmError",

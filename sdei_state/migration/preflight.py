@@ -40,7 +40,7 @@ from ..errors import KvmError, RegError
 from ..regs import firmware, ids
 from ..regs import sdei as sdei_regs
 from ..vcpu.core_rules import core_value_problem
-from ..vcpu.transport import RegTransport
+from ..vcpu.transport import HostFacts, RegTransport
 from .blob import Blob, VcpuRegisters, value_problem
 
 VM_WIDE: Final = frozenset((firmware.PSCI_VERSION, *firmware.BITMAPS))
@@ -110,22 +110,23 @@ class Destination:
         cls, vcpus: Sequence[RegTransport], *, host: firmware.HostFirmware | None = None
     ) -> Destination:
         """Describe a destination from its vCPUs (reads registers, writes nothing). The host
-        is ``host``, else the vCPUs' own ``host`` attribute (the simulated vCPU has one), else
-        inferred from a fresh vCPU's firmware registers (``infer_host``)."""
+        is ``host``, else the vCPU's own when it declares ``HostFacts`` (the simulated vCPU
+        does), else inferred from a fresh vCPU's firmware registers (``infer_host``); PSCI 0.2
+        and "has run" come from ``HostFacts`` too (a real vCPU: created with PSCI 0.2, fresh)."""
         if not vcpus:
             raise ValueError("the destination has no vCPU")
         first = vcpus[0]
         reg_ids = frozenset(first.reg_list())
+        facts = first if isinstance(first, HostFacts) else None
         if host is None:
-            own = getattr(first, "host", None)
-            host = own if isinstance(own, firmware.HostFirmware) else infer_host(first)
+            host = facts.host if facts is not None else infer_host(first)
         present = sorted(r for r in VM_WIDE if r in reg_ids)
         return cls(
             reg_ids=reg_ids,
             host=host,
             nr_vcpus=len(vcpus),
-            psci_0_2=bool(getattr(first, "psci_0_2", True)),
-            has_run=bool(getattr(first, "has_run", False)),
+            psci_0_2=facts.psci_0_2 if facts is not None else True,
+            has_run=facts.has_run if facts is not None else False,
             current=tuple(zip(present, first.get_regs(present), strict=True)),
         )
 
