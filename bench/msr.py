@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 from typing import Any, Final
 
 from native import GET, LIST, SET, Op
@@ -64,6 +65,9 @@ def probe(vcpu: Vcpu) -> tuple[tuple[int, int], ...]:
     return tuple(ok)
 
 
+_first: Final = itemgetter(0)
+
+
 class MsrVcpu:
     """A ``RegTransport`` over ``ids``/``values`` whose every access is a real ioctl on the
     stand-in MSR of that id (``vcpu`` given) or no ioctl (``vcpu=None``)."""
@@ -108,11 +112,10 @@ class MsrVcpu:
         if self._vcpu is not None:
             self._vcpu.get_regs(msr_ids)
         self._count(GET, msr_items)
-        vals = self._vals
-        return [vals[r] for r in key]
+        return list(map(self._vals.__getitem__, key))
 
     def set_regs(self, items: Sequence[tuple[int, int]]) -> None:
-        key = tuple(rid for rid, _ in items)
+        key = tuple(map(_first, items))
         if self.calls is not None:
             self.calls.append(("set_regs", (tuple(items),)))
         plan = self._plans.get(key)

@@ -37,6 +37,13 @@ struct kvm_device_attr {
 	uint64_t addr;                  /* userspace address of attr data */
 };
 
+/* KVM_CREATE_DEVICE (on the VM fd): in type and flags, out the new device's fd */
+struct kvm_create_device {
+	uint32_t type;                  /* enum kvm_device_type, e.g. KVM_DEV_TYPE_ARM_VGIC_V3 */
+	uint32_t fd;                    /* out: the device fd */
+	uint32_t flags;                 /* KVM_CREATE_DEVICE_TEST: only ask whether it could be */
+};
+
 /* arm64: KVM_ARM_VCPU_INIT / KVM_ARM_PREFERRED_TARGET */
 struct kvm_vcpu_init {
 	uint32_t target;

@@ -84,6 +84,9 @@ class CpuRegs(Protocol):
         ...
 
 
+_INT_ONLY: Final = frozenset({int})
+
+
 class MemoryCpu:
     """An in-memory vCPU register file (the simulated vCPU's core registers)."""
 
@@ -97,15 +100,23 @@ class MemoryCpu:
             self.write(values)
 
     def read(self, regs: Sequence[CpuReg]) -> tuple[int, ...]:
-        r = self._r
-        return tuple(r[i] for i in regs)
+        return tuple(map(self._r.__getitem__, regs))
 
     def write(self, values: Mapping[CpuReg, int]) -> None:
+        vals = values.values()
+        # All plain ints (C-speed): min and max judge them; anything else is walked below.
+        if not (vals and _INT_ONLY.issuperset(map(type, vals))
+                and min(vals) >= 0 and max(vals) <= U64_MAX):
+            self._check(values)
+        r = self._r
+        for reg, v in values.items():
+            r[reg] = v
+
+    @staticmethod
+    def _check(values: Mapping[CpuReg, int]) -> None:
         for reg, v in values.items():
             if not 0 <= v <= U64_MAX:
                 raise ValueError(f"{CpuReg(reg).key} = {v!r} is not an unsigned 64-bit value")
-        for reg, v in values.items():
-            self._r[reg] = v
 
     def __getitem__(self, reg: CpuReg) -> int:
         return self._r[reg]

@@ -1,9 +1,9 @@
 """The reference SDEI hypercall state machine: calls, dispatch into the guest, and completion.
 
-The handler-state transitions are one table (``transitions.TRANSITIONS``), laid out like DEN0054C
-Table 14 and TF-A's ``sdei_state_table``; the call handlers check arguments and apply side effects
-around it. Semantics are exactly DESIGN section 5 (see docs/state-machine.md for the
-divergence table against the spec, TF-A and the KVM v7 series).
+The handler-state transitions are one table (``transitions.TRANSITIONS``, re-exported here);
+the call handlers check arguments and apply side effects around it. Semantics are exactly
+DESIGN section 5 (see docs/state-machine.md for the divergence table against the spec, TF-A
+and the KVM v7 series).
 
 A ``Machine`` is one VM: a list of immutable ``VcpuState`` values, one per vCPU, replaced
 atomically under a lock, so vCPU threads may call, signal each other and dispatch concurrently.
@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from typing import Final
 
 from . import events as _events
+from .affinity import MPIDR_AFFINITY_MASK as MPIDR_AFFINITY_MASK  # re-exported: their home
+from .affinity import affinity_of as affinity_of  # was here
 from .cpu import CALL_ARGS, CONTEXT_GPRS, CpuReg, CpuRegs
 from .events import EVENTS, Event
 from .spec import (
@@ -47,17 +49,9 @@ from .state import (
     handler_entry_pstate,
     pstate_mode_ok,
 )
-from .transitions import Action, transition
-
-
-def affinity_of(index: int) -> int:
-    """MPIDR affinity KVM gives vCPU ``index``: Aff0 = n[3:0], Aff1 = n[11:4], Aff2 = n[19:12]."""
-    return (index & 0xF) | ((index >> 4) & 0xFF) << 8 | ((index >> 12) & 0xFF) << 16
-
-
-MPIDR_AFFINITY_MASK: Final = 0xFF00FFFFFF
-"""Aff3 [39:32] and Aff2..Aff0 [23:0]: the MPIDR bits EVENT_SIGNAL compares (RES1 bit 31, MT,
-U and the reserved bits are ignored)."""
+from .transitions import TRANSITIONS as TRANSITIONS
+from .transitions import Action as Action
+from .transitions import transition as transition
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +72,11 @@ _W0: Final = 0xFFFFFFFF  # SMCCC: the function id is w0
 _ARG_REGS: Final = tuple(CALL_ARGS[1:1 + n] for n in range(6))
 """n -> (x1 .. xn): the registers holding a call's first n arguments."""
 _PAD: Final = tuple((0,) * (5 - n) for n in range(6))
+_NO_ARGS: Final[Args] = (0, 0, 0, 0, 0)
 _NOT_SUPPORTED: Final = int(Ret.NOT_SUPPORTED)
+_ZEROED: Final = tuple({r: 0 for k, r in enumerate((CpuReg.X1, CpuReg.X2, CpuReg.X3))
+                        if mask >> k & 1} for mask in range(8))
+"""The zero writes of x1..x3 by mask (bit k: x(k+1) needs it), in register order."""
 _COMPLETIONS: Final = frozenset((Function.EVENT_COMPLETE, Function.EVENT_COMPLETE_AND_RESUME))
 _SCTLR: Final = (CpuReg.SCTLR_EL1,)
 _DISPATCH_READ: Final = (*CONTEXT_GPRS, CpuReg.PC, CpuReg.PSTATE, CpuReg.SCTLR_EL1)
@@ -182,27 +180,31 @@ class Machine:
         """The call ``fid`` with arguments ``a`` (None: the gate was off when they would have
         been read); ``a[:known]`` are what x1.. hold, so a zero there needs no write."""
         with self._lock:
-            self._kicks = []
+            if self._kicks:  # left by a call that raised
+                self._kicks = []
             self.has_run = True
+            x: Args = _NO_ARGS if a is None else a
             if a is None or not self.enabled:
                 ret = _NOT_SUPPORTED
+                known = 0
             elif fid in _COMPLETIONS:
-                done = self._complete(vcpu, fid, a[0], cpu)
+                done = self._complete(vcpu, fid, x[0], cpu)
                 if isinstance(done, CallOutcome):
                     return done
                 ret = done
             else:
                 handler = _HANDLERS.get(fid)
-                ret = _NOT_SUPPORTED if handler is None else int(handler(self, vcpu, a))
+                ret = _NOT_SUPPORTED if handler is None else int(handler(self, vcpu, x))
+            # x0 = the result; x1..x3 = 0, as smccc_set_retval() leaves them, unless read as 0.
             out = {CpuReg.X0: ret & U64_MAX}
-            if known < 1 or a is None or a[0]:  # x1..x3 = 0, as smccc_set_retval() leaves them
-                out[CpuReg.X1] = 0
-            if known < 2 or a is None or a[1]:
-                out[CpuReg.X2] = 0
-            if known < 3 or a is None or a[2]:
-                out[CpuReg.X3] = 0
+            if known < 3 or x[0] or x[1] or x[2]:
+                out.update(_ZEROED[(known < 1 or x[0] != 0)
+                                   | (known < 2 or x[1] != 0) << 1
+                                   | (known < 3 or x[2] != 0) << 2])
             cpu.write(out)
-            kicks, self._kicks = self._kicks, []
+            kicks = self._kicks
+            if kicks:
+                self._kicks = []
         if kicks:
             self._kick(kicks)
         return CallOutcome(fid, ret - (1 << 64) if ret > 0 and ret >> 63 else ret)

@@ -1,9 +1,8 @@
-"""The SDEI handler-state transitions as one table, laid out like DEN0054C Table 14.
+"""The handler-state transitions of SDEI: one table, laid out like DEN0054C Table 14 and TF-A's
+``sdei_state_table`` (``lib/sdei/sdei_state.c``), plus the dispatch transition TF-A adds.
 
-Rows are the six handler states, columns the actions (the calls of Table 14, plus dispatch as
-TF-A's ``sdei_state_table`` adds it), cells the next state or forbidden. ``machine`` looks
-every call and dispatch up here; tests/test_machine_table.py checks the table cell by cell
-against the spec and TF-A, and docs/state-machine.md is generated from it.
+``machine`` checks arguments and applies side effects around it; docs/state-machine.md is
+generated from it.
 """
 
 from __future__ import annotations

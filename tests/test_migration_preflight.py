@@ -12,6 +12,7 @@ from sdei_state.migration import (
     Blob,
     Destination,
     PreflightReport,
+    VcpuRegisters,
     droppable_value,
     infer_host,
     preflight,
@@ -354,3 +355,37 @@ def test_restore_refuses_a_saved_el2_pstate_before_writing_anything(sim_vm: SimV
         restore_vm(dst.vcpus, blob)
     assert "PSTATE" in str(e.value) and "0x9" in str(e.value)
     assert dst.vcpus[0].get_regs(dst.reg_ids) == before
+
+
+# -- a saved vCPU and the same values as a plain mapping are judged alike ---------------------
+
+
+def test_a_vcpu_registers_and_a_plain_mapping_get_the_same_verdict(sim_vm: SimVmFactory) -> None:
+    """check_vcpu judges a VcpuRegisters through a plan cached per register table and any
+    other mapping register by register: the problems, their order, the dropped and the added
+    registers are the same, and a second call (the plan from the cache) agrees too."""
+    src = sim_vm(1)
+    saved = save_vm(src.vcpus).vcpu(0)
+    values = saved.as_dict()
+    values[PSTATE] = 0x9  # EL2h: refused by set_core_reg()
+    values[WA1] = 2  # a level the destination host (WA1 at 1) cannot promise
+    values[SDEI_VCPU_STATE] = 0b10  # RES0 bit
+    values[EP_ADDR_0] = 0x1000  # an entry point of an unregistered event
+    ids = tuple(values)
+    skipped = ids[5]  # a core register the saved set lacks: the destination's value stays
+    lacks = dest(host(wa=(1, 0, 0)), (PSTATE, *SDEI_REG_IDS, *ids))
+    reg_ids = tuple(r for r in ids if r != skipped)
+    regs = VcpuRegisters(reg_ids, tuple(values[r] for r in reg_ids))
+    plain = {r: values[r] for r in reg_ids}
+    for d in (lacks, dest(host(wa=(1, 0, 0)), (PSTATE, *SDEI_REG_IDS))):
+        want = check_vcpu(plain, d, 3)
+        assert want[0], "the values must have problems for the test to compare them"
+        for _ in range(2):
+            got = check_vcpu(regs, d, 3)
+            assert [str(p) for p in got[0]] == [str(p) for p in want[0]]
+            assert got[1:] == want[1:]
+    found = [p.reg_id for p in check_vcpu(regs, lacks, 3)[0]]
+    own = [r for r in found if r not in SDEI_REG_IDS]  # per register, in the saved order
+    assert PSTATE in own and len(own) >= 2 and own == sorted(own, key=reg_ids.index)
+    assert found == [*own, SDEI_VCPU_STATE, EP_ADDR_0]  # then the SDEI block as a whole
+    assert skipped in check_vcpu(regs, lacks, 3)[2]

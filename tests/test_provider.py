@@ -295,3 +295,21 @@ def test_attach_refuses_in_kernel_sdei() -> None:
     inkernel = SimVm(1, host=firmware.HOST_SDEI)
     with pytest.raises(ProviderError, match="in-kernel"):
         SdeiProvider(1).attach(0, ScriptedKernelVcpu(inkernel.vcpus[0]))
+
+
+def test_a_batch_of_sdei_writes_stops_at_the_refused_one_and_keeps_the_earlier() -> None:
+    """Consecutive SDEI writes are applied as one state change, yet in KVM's order: a refused
+    one is EINVAL, the writes before it stay (SDEI and kernel alike), none after it is made."""
+    p, k, _ = _setup(1)
+    view = p.vcpu(0)
+    pc = view.reg_list()[32]  # a kernel core register (x0-x30, sp, pc)
+    ep, arg, state = sdei.ep_addr_id(0), sdei.ep_arg_id(0), sdei.event_state_id(0)
+    old_pc = view.get_reg(pc)
+    with pytest.raises(RegError) as ei:
+        view.set_regs([(pc, 0x1234), (ep, 0x8000), (arg, 7), (state, 0b010), (pc, 0x5678)])
+    assert ei.value.errno == errno.EINVAL and ei.value.reg_id == state
+    assert view.get_regs([pc, ep, arg, state]) == [0x1234, 0x8000, 7, 0]
+    assert old_pc != 0x1234
+    view.set_regs([(ep, 0x9000), (state, 0b011), (arg, 9), (pc, 0x5678)])
+    assert view.get_regs([pc, ep, arg, state]) == [0x5678, 0x9000, 9, 0b011]
+    assert k[0].sim.get_reg(pc) == 0x5678

@@ -365,7 +365,8 @@ def test_list_prints_suite_slash_case_one_per_line(capsys: pytest.CaptureFixture
     assert lines == [f"{s.name}/{c.name}" for s in all_suites(be) for c in s.cases]
     assert len(set(lines)) == len(lines) and "sdei-dispatch/signal-from-another-vcpu" in lines
     assert {line.split("/")[0] for line in lines} == {
-        "model-conformance", "firmware-registers", *SDEI_SUITES, "sdei-in-kernel"}
+        "model-conformance", "firmware-registers", *SDEI_SUITES, "sdei-in-kernel", "replay",
+        "cost"}
     assert main(backend="sim", list_only=True, suites=["stress"]) == 0
     assert capsys.readouterr().out == ("stress/signals-4-vcpu-threads\n"
                                        "stress/signals-8-vcpu-threads\n")

@@ -1,5 +1,5 @@
-"""``sdei-state replay`` and ``sdei-state scenario generate``: scenarios on simulated vCPUs
-(the format is in docs/scenarios.md)."""
+"""``sdei-state replay`` and ``sdei-state scenario generate``: scenarios on simulated vCPUs or
+on real arm64 KVM (the format and the backends are in docs/scenarios.md)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,17 @@ def cmd_replay(a: argparse.Namespace) -> int:
     if type(n) is int and n > MAX_VCPUS:  # before the simulated VM allocates anything
         raise UserError(f"{source_name(a.file)}: 'vcpus' is {n}; replay simulates at most "
                         f"{MAX_VCPUS} vCPUs")
-    dump(scenario.run(doc))
+    factory = None
+    if a.backend != "sim":
+        from ..errors import SdeiStateError
+        from ..scenario.kvm_replay import vm_factory
+
+        scenario.parse(doc)  # a bad scenario is refused before /dev/kvm is opened
+        try:
+            factory = vm_factory(a.backend)
+        except SdeiStateError as e:
+            raise UserError(f"--backend {a.backend}: {e}") from None
+    dump(scenario.run(doc, factory))
     return 0
 
 
@@ -31,12 +41,16 @@ def cmd_scenario_generate(a: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     s = sub.add_parser(
-        "replay", help="run a scenario (JSON) on simulated vCPUs; print the result as JSON",
-        description="Run a scenario on simulated vCPUs and print the result document (every "
-                    "step's x0-x3, the final state of every vCPU) as JSON.",
+        "replay", help="run a scenario (JSON) on simulated or real vCPUs; print the result",
+        description="Run a scenario on simulated vCPUs (sim), on real arm64 KVM vCPUs with "
+                    "the userspace provider (kvm-provider: Linux 6.4+) or with the kernel's "
+                    "own SDEI (kvm-kernel: the kernel/ series), and print the result document "
+                    "(every step's x0-x3, the final state of every vCPU) as JSON.",
         epilog="exit status: 0 replayed, 2 the scenario is unusable (one line names the step) "
                f"or has more than {MAX_VCPUS} vCPUs")
     s.add_argument("file", help="scenario file (UTF-8 JSON, at most 16 MiB), or - for stdin")
+    s.add_argument("--backend", choices=("sim", "kvm-provider", "kvm-kernel"), default="sim",
+                   help="where the vCPUs are (default sim)")
     s.set_defaults(func=cmd_replay)
 
     s = sub.add_parser("scenario", help="scenario tools: generate",

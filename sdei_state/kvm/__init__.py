@@ -1,8 +1,9 @@
 """The kernel boundary: cffi bindings for ``/dev/kvm``, VM and vCPU fds.
 
 One module per fd kind, in the style of rust-vmm's kvm-ioctls: ``system.Kvm``, ``vm.Vm``,
-``vcpu.Vcpu``; ioctl numbers in ``ioctls``, capabilities in ``caps``, typed ``KVM_RUN`` exits in
-``exits``, the cffi loading in ``ffi``. Each wrapper builds the struct, makes the ioctl and turns
+``vcpu.Vcpu``, ``device.Device``; ioctl numbers in ``ioctls``, capabilities in ``caps``, typed
+``KVM_RUN`` exits in ``exits``, the vGIC's uapi numbers in ``vgic``, the cffi loading in
+``ffi``. Each wrapper builds the struct, makes the ioctl and turns
 a failure into ``KvmError`` (or ``RegError`` for a register). No policy lives here.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from .arm64 import SmcccFilterAction, VcpuFeature
 from .caps import Cap
+from .device import Device, DeviceAttrError, DeviceType
 from .exits import (
     ArmNisvExit,
     Exit,
@@ -29,6 +31,9 @@ from .vm import GuestMemory, VcpuInit, Vm
 __all__ = [
     "ArmNisvExit",
     "Cap",
+    "Device",
+    "DeviceAttrError",
+    "DeviceType",
     "Exit",
     "ExitReason",
     "FailEntryExit",

@@ -66,6 +66,7 @@ IOCTLS: Final = (
     _io("KVM_CREATE_VCPU", 0x41),
     _iow("KVM_SET_USER_MEMORY_REGION", 0x46, "struct kvm_userspace_memory_region", 32),
     _ior("KVM_ARM_PREFERRED_TARGET", 0xAF, "struct kvm_vcpu_init", 32),
+    _iowr("KVM_CREATE_DEVICE", 0xE0, "struct kvm_create_device", 12),
     _iow("KVM_SET_DEVICE_ATTR", 0xE1, "struct kvm_device_attr", 24),  # also vCPU / device fd
     _iow("KVM_GET_DEVICE_ATTR", 0xE2, "struct kvm_device_attr", 24),
     _iow("KVM_HAS_DEVICE_ATTR", 0xE3, "struct kvm_device_attr", 24),
@@ -74,6 +75,7 @@ IOCTLS: Final = (
     _iow("KVM_GET_ONE_REG", 0xAB, "struct kvm_one_reg", 16),  # _IOW, not _IOWR: see uapi
     _iow("KVM_SET_ONE_REG", 0xAC, "struct kvm_one_reg", 16),
     _iow("KVM_ARM_VCPU_INIT", 0xAE, "struct kvm_vcpu_init", 32),
+    _iow("KVM_ARM_VCPU_FINALIZE", 0xC2, "int", 4),
     _iowr("KVM_GET_REG_LIST", 0xB0, "struct kvm_reg_list", 8),
 )
 
@@ -86,6 +88,7 @@ KVM_GET_VCPU_MMAP_SIZE: Final = BY_NAME["KVM_GET_VCPU_MMAP_SIZE"].number
 KVM_CREATE_VCPU: Final = BY_NAME["KVM_CREATE_VCPU"].number
 KVM_SET_USER_MEMORY_REGION: Final = BY_NAME["KVM_SET_USER_MEMORY_REGION"].number
 KVM_ARM_PREFERRED_TARGET: Final = BY_NAME["KVM_ARM_PREFERRED_TARGET"].number
+KVM_CREATE_DEVICE: Final = BY_NAME["KVM_CREATE_DEVICE"].number
 KVM_SET_DEVICE_ATTR: Final = BY_NAME["KVM_SET_DEVICE_ATTR"].number
 KVM_GET_DEVICE_ATTR: Final = BY_NAME["KVM_GET_DEVICE_ATTR"].number
 KVM_HAS_DEVICE_ATTR: Final = BY_NAME["KVM_HAS_DEVICE_ATTR"].number
@@ -94,3 +97,4 @@ KVM_GET_ONE_REG: Final = BY_NAME["KVM_GET_ONE_REG"].number
 KVM_SET_ONE_REG: Final = BY_NAME["KVM_SET_ONE_REG"].number
 KVM_ARM_VCPU_INIT: Final = BY_NAME["KVM_ARM_VCPU_INIT"].number
 KVM_GET_REG_LIST: Final = BY_NAME["KVM_GET_REG_LIST"].number
+KVM_ARM_VCPU_FINALIZE: Final = BY_NAME["KVM_ARM_VCPU_FINALIZE"].number

@@ -155,6 +155,12 @@ class Vcpu(FdObject):
         check(self._ioctl(self.fd, ioctls.KVM_ARM_VCPU_INIT, c), "KVM_ARM_VCPU_INIT")
         return init
 
+    def finalize(self, feature: int) -> None:
+        """``KVM_ARM_VCPU_FINALIZE`` of ``feature`` (``VcpuFeature.SVE``): after an init with
+        SVE, before the register list or any register access (KVM answers those EPERM)."""
+        c = self.backend.ffi.new("int *", feature)
+        check(self._ioctl(self.fd, ioctls.KVM_ARM_VCPU_FINALIZE, c), "KVM_ARM_VCPU_FINALIZE")
+
     # -- registers (RegTransport) ----------------------------------------------------------
 
     def get_reg(self, reg_id: int) -> int:

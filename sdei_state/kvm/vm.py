@@ -11,6 +11,7 @@ from ._fd import FdObject, check
 from .arm64 import KVM_ARM_VM_SMCCC_CTRL, KVM_ARM_VM_SMCCC_FILTER, SmcccFilterAction
 
 if TYPE_CHECKING:
+    from .device import Device
     from .system import Kvm
     from .vcpu import Vcpu
 
@@ -95,6 +96,26 @@ class Vm(FdObject):
         fd = check(self.backend.ioctl_val(self.fd, ioctls.KVM_CREATE_VCPU, index),
                    "KVM_CREATE_VCPU")
         return Vcpu(self, fd, index)
+
+    def create_device(self, type_: int) -> Device:
+        """``KVM_CREATE_DEVICE`` of ``type_`` (a ``DeviceType``): the new device's fd, closed
+        with this VM."""
+        from .device import Device
+
+        return Device(self, self._create_device(type_, 0), type_)
+
+    def check_device(self, type_: int) -> None:
+        """``KVM_CREATE_DEVICE`` with ``KVM_CREATE_DEVICE_TEST``: returns if a device of
+        ``type_`` could be created (nothing is), else ``KvmError`` says why not."""
+        from .device import KVM_CREATE_DEVICE_TEST
+
+        self._create_device(type_, KVM_CREATE_DEVICE_TEST)
+
+    def _create_device(self, type_: int, flags: int) -> int:
+        cd = self.backend.ffi.new("struct kvm_create_device *", {"type": type_, "flags": flags})
+        check(self.backend.ioctl(self.fd, ioctls.KVM_CREATE_DEVICE, cd),
+              f"KVM_CREATE_DEVICE(type {type_}{', TEST' if flags else ''})")
+        return int(cd.fd)
 
     def preferred_target(self) -> VcpuInit:
         """``KVM_ARM_PREFERRED_TARGET`` (arm64): the target for ``Vcpu.init``, no features."""

@@ -50,7 +50,7 @@ def build(cfg: LabConfig, progress: Progress, project: Path | None = None,
     """Fetch/build whatever is missing or stale: kernel, userspace, library layer. With
     ``refresh`` apt is asked for newer kernel and userspace packages (``lab build``);
     without, what is cached is used as is (``lab run``)."""
-    from . import host, kernel, qemu, rootfs
+    from . import guest_assets, host, kernel, qemu, rootfs
 
     project = project or project_root()
     host.ensure(progress, cfg.qemu)
@@ -65,8 +65,15 @@ def build(cfg: LabConfig, progress: Progress, project: Path | None = None,
     app = rootfs.build_app(cfg, project, progress)
     if with_uapi:
         rootfs.fetch_uapi_headers(cfg, progress)
-    with progress.step("initramfs: userspace + modules + library"):
-        initrd = qemu.combined_initrd(cfg, [userspace, kdir / "mods.cpio", app])
+    nested = guest_assets.build(cfg, progress, refresh)  # linux-guest: Image, module, libfdt
+    layers = [userspace, kdir / "mods.cpio", app] + ([nested] if nested else [])
+    if cfg.with_qemu:
+        from . import qemu_layer
+
+        layers.append(qemu_layer.build(cfg, progress, refresh))  # QEMU for stock-vmm
+    with progress.step(f"initramfs: userspace + modules + library + {len(layers) - 3} "
+                       "layer(s)"):
+        initrd = qemu.combined_initrd(cfg, layers)
     return Built(kdir, initrd)
 
 
@@ -124,6 +131,9 @@ def _parser(parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParse
     g.add_argument("--share", type=Path, default=None, metavar="DIR",
                    help="host directory shared read-only as the guest's working directory "
                         "(default: the project root)")
+    g.add_argument("--with-qemu", action="store_true",
+                   help="also put Debian's qemu-system-arm and a Linux guest for it in the lab "
+                        "(the stock-vmm selftest suite)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     g.add_argument("-v", "--verbose", action="store_true",
                    help="also show the guest console (kernel and init messages)")
@@ -157,7 +167,7 @@ def _parser(parser_class: type[argparse.ArgumentParser] = argparse.ArgumentParse
 def _config(a: argparse.Namespace) -> LabConfig:
     return LabConfig(cache=(a.cache or default_cache_dir()).expanduser().resolve(),
                      kernel=a.kernel, kvm_mode=a.kvm_mode, cpu=a.cpu, smp=a.smp,
-                     mem_mb=a.mem, timeout=a.timeout)
+                     mem_mb=a.mem, timeout=a.timeout, with_qemu=a.with_qemu)
 
 
 def _strip_dashes(args: list[str]) -> list[str]:

@@ -24,7 +24,9 @@ MARKER_TEXT: Final = "sdei-state lab cache: `sdei-state lab clean` may delete th
 # Every top-level name build/run write (and their temporary directories), for adoption.
 _LAB_NAMES: Final = ("kernels", "debs", "boot", "runs", "uapi-arm64", "userspace.cpio",
                      "userspace.stamp", "last-console.log", "app-*",  # app-<digest>.cpio too
-                     "kpkg-*", "rootfs-*", "uapi-*", ".tmp-*", MARKER)
+                     "kpkg-*", "rootfs-*", "uapi-*", ".tmp-*", MARKER,
+                     "linux-guest", "linux-guest-*",  # lab/guest_assets.py
+                     "stock-vmm", "stock-vmm-*", "stock-vmm.stamp")  # lab/qemu_layer.py
 
 
 class CacheError(RuntimeError):

@@ -40,6 +40,8 @@ class LabConfig:
     mem_mb: int = 2048
     timeout: float = 900.0
     qemu: str = "qemu-system-aarch64"
+    with_qemu: bool = False
+    """Append the stock-vmm layer (Debian's QEMU and its Linux guest; lab/qemu_layer.py)."""
 
     def __post_init__(self) -> None:
         if self.kernel not in (*KERNELS, *BUILT_KERNELS):

@@ -35,7 +35,7 @@ class Pkg:
 
     @property
     def spec(self) -> str:
-        return f"{self.name}:arm64" if self.arch != "all" else self.name
+        return f"{self.name}:{self.arch}" if self.arch != "all" else self.name
 
     @property
     def deb_glob(self) -> str:
@@ -76,17 +76,18 @@ def _show(specs: list[str]) -> list[Pkg]:
     return found
 
 
-def resolve(names: Sequence[str]) -> list[Pkg]:
-    """Resolve package names to their arm64 (or ``Architecture: all``) candidates with one
+def resolve(names: Sequence[str], arch: str = "arm64") -> list[Pkg]:
+    """Resolve package names to their ``arch`` (or ``Architecture: all``) candidates with one
     ``apt-cache`` call (each call costs a second or two): every name is asked for both plain
-    and ``:arm64``, and the arm64 or arch-independent block wins."""
+    and ``:arch``, and the ``arch`` or arch-independent block wins. (``arch`` is the host's
+    for build tools such as linux-kbuild.)"""
     found: dict[str, Pkg] = {}
-    for p in _show([spec for n in names for spec in (n, f"{n}:arm64")]):
-        if p.arch in ("all", "arm64"):
+    for p in _show([spec for n in names for spec in (n, f"{n}:{arch}")]):
+        if p.arch in ("all", arch):
             found.setdefault(p.name, p)
     missing = [n for n in names if n not in found]
     if missing:
-        raise RuntimeError(f"apt has no arm64 build of {', '.join(missing)} (is the arm64 "
+        raise RuntimeError(f"apt has no {arch} build of {', '.join(missing)} (is the {arch} "
                            "architecture enabled and `apt-get update` done?)")
     return [found[n] for n in names]
 

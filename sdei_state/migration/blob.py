@@ -199,7 +199,7 @@ class Blob:
     @classmethod
     def parse_with_construct(cls, data: bytes) -> Blob:
         """Parse with the construct declaration (slow; the reference). Errors are BlobError."""
-        return cls(*wire.parse_with_construct(data))
+        return cls(*wire.parse_with_construct(data)[:3])
 
     # -- JSON ---------------------------------------------------------------------------
 

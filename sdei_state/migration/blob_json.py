@@ -23,9 +23,11 @@ from typing import Any, Final, cast
 
 from ..errors import BlobError
 from ..state import U64_MAX
-from .wire import ABI_VERSION, FORMAT_VERSION
+from .wire import ABI_VERSION, FORMAT_VERSION, FORMAT_VERSION_SECTIONS
 
 JSON_FORMAT: Final = f"sdei-state/blob/{FORMAT_VERSION}"
+SNAPSHOT_JSON_FORMAT: Final = f"sdei-state/blob/{FORMAT_VERSION_SECTIONS}"
+"""The JSON form of a whole-VM snapshot (``vm_json``): not a blob this module reads."""
 KEYS: Final = ("format", "abi_version", "registers", "vcpus")
 MAX_INT_DIGITS: Final = len(str((1 << 2048) - 1))
 """Decimal digits of the widest register value (a U2048, 2**2048 - 1): 617."""
@@ -62,6 +64,9 @@ def from_obj(obj: object) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...],
     values are checked against their registers by the ``Blob`` built of them."""
     if not isinstance(obj, dict):
         raise BlobError(f"a JSON blob is an object, not {type(obj).__name__}")
+    if obj.get("format") == SNAPSHOT_JSON_FORMAT:
+        raise BlobError(f"JSON blob format {SNAPSHOT_JSON_FORMAT!r} is a whole-VM snapshot: "
+                        "read it with VmSnapshot.from_json")
     unknown = sorted(set(obj) - set(KEYS))
     if unknown:
         raise BlobError(f"unknown key {shown(unknown[0])} in JSON blob (keys: {', '.join(KEYS)})")

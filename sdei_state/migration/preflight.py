@@ -32,7 +32,8 @@ value"); the report lists those as ``added``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -42,6 +43,7 @@ from ..regs import sdei as sdei_regs
 from ..vcpu.core_rules import core_value_problem
 from ..vcpu.transport import HostFacts, RegTransport
 from .blob import Blob, VcpuRegisters, value_problem
+from .wire import picker
 
 VM_WIDE: Final = frozenset((firmware.PSCI_VERSION, *firmware.BITMAPS))
 """Firmware registers that are one value per VM, whatever vCPU fd they are accessed through."""
@@ -116,19 +118,38 @@ class Destination:
         if not vcpus:
             raise ValueError("the destination has no vCPU")
         first = vcpus[0]
-        reg_ids = frozenset(first.reg_list())
+        listed = _listed(tuple(first.reg_list()))
         facts = first if isinstance(first, HostFacts) else None
+        psci_0_2 = facts.psci_0_2 if facts is not None else True
+        has_run = facts.has_run if facts is not None else False
         if host is None:
-            host = facts.host if facts is not None else infer_host(first)
-        present = sorted(r for r in VM_WIDE if r in reg_ids)
-        return cls(
-            reg_ids=reg_ids,
-            host=host,
-            nr_vcpus=len(vcpus),
-            psci_0_2=facts.psci_0_2 if facts is not None else True,
-            has_run=facts.has_run if facts is not None else False,
-            current=tuple(zip(present, first.get_regs(present), strict=True)),
-        )
+            if facts is None:
+                # One read of the firmware registers serves the inference and ``current``.
+                values = tuple(first.get_regs(listed.firmware))
+                host = _inferred(listed, values, "destination")
+                current = tuple((r, values[listed.firmware.index(r)]) for r in listed.vm_wide)
+                return cls(listed.ids, host, len(vcpus), psci_0_2, has_run, current)
+            host = facts.host
+        current = tuple(zip(listed.vm_wide, first.get_regs(listed.vm_wide), strict=True))
+        return cls(listed.ids, host, len(vcpus), psci_0_2, has_run, current)
+
+
+@dataclass(frozen=True, slots=True)
+class _Listed:
+    """What a vCPU's register list says about its firmware, found once per list."""
+
+    ids: frozenset[int]
+    firmware: tuple[int, ...]
+    """The firmware registers listed, in ``firmware.FIRMWARE_REGS`` order."""
+    vm_wide: tuple[int, ...]
+    """The VM-wide ones listed, ascending."""
+
+
+@functools.lru_cache(maxsize=64)
+def _listed(reg_list: tuple[int, ...]) -> _Listed:
+    reg_ids = frozenset(reg_list)
+    return _Listed(reg_ids, tuple(r.id for r in firmware.FIRMWARE_REGS if r.id in reg_ids),
+                   tuple(sorted(r for r in VM_WIDE if r in reg_ids)))
 
 
 def infer_host(t: RegTransport, name: str = "destination") -> firmware.HostFirmware:
@@ -136,14 +157,21 @@ def infer_host(t: RegTransport, name: str = "destination") -> firmware.HostFirmw
     WORKAROUND levels are what GET returns (always the host's), PSCI_VERSION and the bitmaps
     read their reset values on a VM nobody has written to (a bitmap resets to every bit the
     host knows; VENDOR_HYP_BMAP_2 resets to 0, so its known bits are taken as upstream's)."""
-    listed = set(t.reg_list())
-    fw = [r for r in firmware.FIRMWARE_REGS if r.id in listed]
-    values = dict(zip((r.id for r in fw), t.get_regs([r.id for r in fw]), strict=True))
+    listed = _listed(tuple(t.reg_list()))
+    return _inferred(listed, tuple(t.get_regs(listed.firmware)), name)
+
+
+@functools.lru_cache(maxsize=64)
+def _inferred(listed: _Listed, read: tuple[int, ...], name: str) -> firmware.HostFirmware:
+    """``infer_host`` from the values of ``listed.firmware`` (a ``HostFirmware`` is
+    immutable: one is checked and built once per distinct set of values)."""
+    values = dict(zip(listed.firmware, read, strict=True))
     psci = values.get(firmware.PSCI_VERSION, int(firmware.PsciVersion.V1_0))
     try:
         psci_max = max(firmware.PsciVersion(psci), firmware.PsciVersion.V0_2)
     except ValueError:
         psci_max = firmware.PsciVersion.V1_0
+    fw = [firmware.FIRMWARE_BY_ID[r] for r in listed.firmware]
     wa = tuple((r.id, values[r.id]) for r in fw if r.kind is firmware.FwKind.WORKAROUND)
     bm = tuple((r.id, values[r.id] if r.reset_known else r.upstream_mask)
                for r in fw if r.kind is firmware.FwKind.BITMAP)
@@ -189,21 +217,132 @@ class PreflightReport:
 @dataclass
 class _Findings:
     problems: list[PreflightProblem] = field(default_factory=list)
+    _at: list[int] = field(default_factory=list)
 
-    def add(self, reason: str, reg_id: int | None = None, vcpu: int | None = None) -> None:
+    def add(self, reason: str, reg_id: int | None = None, vcpu: int | None = None,
+            *, at: int = 0) -> None:
+        """One problem; ``at`` orders it (a register's position in its vCPU's mapping)."""
         self.problems.append(PreflightProblem(reason, reg_id, vcpu))
+        self._at.append(at)
+
+    def in_order(self) -> list[PreflightProblem]:
+        """The problems by ``at``, those of one position in the order they were found."""
+        if not self.problems:
+            return []
+        order = sorted(range(len(self.problems)), key=self._at.__getitem__)
+        return [self.problems[i] for i in order]
 
 
 def _check_firmware(
-    out: _Findings, reg_id: int, value: int, dest: Destination, vcpu: int | None
+    out: _Findings, values: Sequence[tuple[int, int]], dest: Destination, vcpu: int | None,
+    *, at: Sequence[int] | None = None,
 ) -> None:
-    """The destination host's SET rule for one saved firmware value, as a problem if refused."""
-    current = dict(dest.current).get(reg_id, value)
-    err = firmware.check_set(reg_id, value, host=dest.host, current=current,
-                             has_run=dest.has_run, psci_0_2=dest.psci_0_2)
-    if err is not None:
+    """The destination host's SET rule for saved firmware (id, value) pairs: a problem for
+    each refused (``at``: their positions, for the order of problems)."""
+    for k, (reg_id, value, current, err) in enumerate(_fw_refusals(
+            tuple(values), dest.host, tuple(dest.current), dest.has_run, dest.psci_0_2)):
         out.add(firmware.firmware_refusal(reg_id, value, dest.host, current=current,
-                                          errno_=err, psci_0_2=dest.psci_0_2), reg_id, vcpu)
+                                          errno_=err, psci_0_2=dest.psci_0_2), reg_id, vcpu,
+                at=0 if at is None else at[k])
+
+
+@functools.lru_cache(maxsize=256)
+def _fw_refusals(values: tuple[tuple[int, int], ...], host: firmware.HostFirmware,
+                 present: tuple[tuple[int, int], ...], has_run: bool,
+                 psci_0_2: bool) -> tuple[tuple[int, int, int, int], ...]:
+    """(id, value, current, errno) of each (id, value) ``firmware.check_set`` refuses, asked
+    once per distinct question: every vCPU of a VM, and every restore onto the same host,
+    asks the same one (the values are checked u64s by then)."""
+    now = dict(present)
+    out = []
+    for reg_id, value in values:
+        current = now.get(reg_id, value)
+        err = firmware.check_set(reg_id, value, host=host, current=current, has_run=has_run,
+                                 psci_0_2=psci_0_2)
+        if err is not None:
+            out.append((reg_id, value, current, err))
+    return tuple(out)
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """How one register table meets one destination's register list: each column's rule,
+    found once per (table, destination list) instead of once per register per restore."""
+
+    missing: tuple[tuple[int, int], ...]
+    """(column, id) of registers the destination lacks: dropped or refused by value."""
+    firmware: tuple[tuple[int, int], ...]
+    """(column, id) of firmware registers that are not VM-wide."""
+    vm_wide: tuple[tuple[int, int], ...]
+    """(column, id) of VM-wide firmware registers (judged once per VM by ``preflight``)."""
+    core: tuple[tuple[int, int], ...]
+    """(column, id) of every other register present (``core_value_problem`` judges it), their
+    ids and a picker of their values from a row."""
+    core_ids: tuple[int, ...]
+    core_values: Callable[[Sequence[int]], tuple[int, ...]]
+    sdei_present: bool
+    """The destination lists some of the table's SDEI registers: the block is judged as a
+    whole (as it is when one is dropped)."""
+    sdei_ids: tuple[int, ...]
+    """The table's SDEI ids, and a picker of their values from a row."""
+    sdei_values: Callable[[Sequence[int]], tuple[int, ...]]
+    added: tuple[int, ...]
+    """Ids the destination lists and the table lacks, ascending."""
+
+
+@functools.lru_cache(maxsize=64)
+def _plan(reg_ids: tuple[int, ...], dest_ids: frozenset[int]) -> _Plan:
+    missing: list[tuple[int, int]] = []
+    fw: list[tuple[int, int]] = []
+    wide: list[tuple[int, int]] = []
+    core: list[tuple[int, int]] = []
+    sdei: list[tuple[int, int]] = []
+    for col, rid in enumerate(reg_ids):
+        if rid in sdei_regs.SDEI_REG_BY_ID:
+            sdei.append((col, rid))
+        if rid not in dest_ids:
+            missing.append((col, rid))
+        elif rid in sdei_regs.SDEI_REG_BY_ID:
+            continue
+        elif firmware.is_firmware_reg(rid):
+            (wide if rid in VM_WIDE else fw).append((col, rid))
+        else:
+            core.append((col, rid))
+    present = frozenset(reg_ids)
+    return _Plan(tuple(missing), tuple(fw), tuple(wide), tuple(core),
+                 tuple(rid for _, rid in core), picker([col for col, _ in core]),
+                 any(rid in dest_ids for _, rid in sdei), tuple(rid for _, rid in sdei),
+                 picker([col for col, _ in sdei]),
+                 tuple(sorted(r for r in dest_ids if r not in present)))
+
+
+def _checked_row(
+    out: _Findings, regs: Mapping[int, int], vcpu: int | None
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], set[int]]:
+    """(ids, values, their positions in ``regs``, refused ids) of a saved vCPU. A
+    ``VcpuRegisters`` (what ``save_vcpu`` and a blob give) checked its ids and values when it
+    was built; any other mapping is judged here, register by register, in its order, and what
+    it refuses is left out of the rest."""
+    if isinstance(regs, VcpuRegisters):
+        return regs.reg_ids, regs.row, (), set()
+    reg_ids: list[int] = []
+    row: list[int] = []
+    where: list[int] = []
+    unfit: set[int] = set()
+    for pos, (rid, value) in enumerate(regs.items()):
+        if isinstance(rid, bool) or not isinstance(rid, int) or not 0 <= rid <= ids.U64_MAX:
+            out.add(f"{rid!r} is not a register id (an unsigned 64-bit integer)", None, vcpu,
+                    at=pos)
+            continue
+        problem = value_problem(rid, value)
+        if problem is not None:
+            out.add(f"saved value {problem}", rid, vcpu, at=pos)
+            unfit.add(rid)
+            continue
+        reg_ids.append(rid)
+        row.append(value)
+        where.append(pos)
+    return tuple(reg_ids), tuple(row), tuple(where), unfit
 
 
 def check_vcpu(
@@ -211,50 +350,42 @@ def check_vcpu(
     *, firmware_checked: bool = False,
 ) -> tuple[list[PreflightProblem], tuple[int, ...], tuple[int, ...]]:
     """(problems, dropped, added) for restoring one vCPU's saved registers on ``dest``.
-    ``firmware_checked``: the VM-wide firmware values were already judged (once per VM)."""
+    ``firmware_checked``: the VM-wide firmware values were already judged (once per VM).
+    Problems come in the order of ``regs``, then those of the SDEI block as a whole."""
     out = _Findings()
+    reg_ids, row, where, unfit = _checked_row(out, regs, vcpu)
+    plan = _plan(reg_ids, frozenset(dest.reg_ids))  # (a frozenset is returned as it is)
     dropped: list[int] = []
-    sdei_present = False
-    unfit: set[int] = set()  # values already refused: no rule below judges them again
-    # A VcpuRegisters (what save_vcpu and a blob give) checked its ids and values when it was
-    # built: judge them again only for any other mapping.
-    raw = not isinstance(regs, VcpuRegisters)
-    for rid, value in regs.items():
-        if raw and (isinstance(rid, bool) or not isinstance(rid, int)
-                    or not 0 <= rid <= ids.U64_MAX):
-            out.add(f"{rid!r} is not a register id (an unsigned 64-bit integer)", None, vcpu)
-            continue
-        problem = value_problem(rid, value) if raw else None
-        if problem is not None:
-            out.add(f"saved value {problem}", rid, vcpu)
-            unfit.add(rid)
-            continue
-        if rid not in dest.reg_ids:
-            reset = droppable_value(rid)
-            if reset is None:
-                out.add("the destination does not have this register, and it cannot be "
-                        "dropped (only registers with a host-independent reset value can)",
-                        rid, vcpu)
-            elif value != reset:
-                out.add(f"the destination does not have this register; it may be dropped only "
-                        f"at its reset value {reset:#x}, saved {value:#x}", rid, vcpu)
-            else:
-                dropped.append(rid)
-            continue
-        if rid in sdei_regs.SDEI_REG_BY_ID:
-            sdei_present = True
-        elif firmware.is_firmware_reg(rid) and not (firmware_checked and rid in VM_WIDE):
-            _check_firmware(out, rid, value, dest, vcpu)
+    for col, rid in plan.missing:
+        value = row[col]
+        reset = droppable_value(rid)
+        if reset is None:
+            out.add("the destination does not have this register, and it cannot be "
+                    "dropped (only registers with a host-independent reset value can)",
+                    rid, vcpu, at=where[col] if where else col)
+        elif value != reset:
+            out.add(f"the destination does not have this register; it may be dropped only "
+                    f"at its reset value {reset:#x}, saved {value:#x}", rid, vcpu,
+                    at=where[col] if where else col)
         else:
-            refusal = core_value_problem(rid, value)
+            dropped.append(rid)
+    fw = plan.firmware if firmware_checked else plan.firmware + plan.vm_wide
+    if fw:
+        _check_firmware(out, [(rid, row[col]) for col, rid in fw], dest, vcpu,
+                        at=[where[col] if where else col for col, _ in fw])
+    refusals = list(map(core_value_problem, plan.core_ids, plan.core_values(row)))
+    if any(refusals):
+        for (col, rid), refusal in zip(plan.core, refusals, strict=True):
             if refusal is not None:
-                out.add(refusal, rid, vcpu)
-    if sdei_present or any(r in sdei_regs.SDEI_REG_BY_ID for r in dropped):
-        for rid, reason in sdei_regs.vcpu_problems(regs):
-            if rid not in unfit:
-                out.add(reason, rid, vcpu)
-    added = tuple(sorted(r for r in dest.reg_ids if r not in regs))
-    return out.problems, tuple(dropped), added
+                out.add(refusal, rid, vcpu, at=where[col] if where else col)
+    problems = out.in_order()
+    if plan.sdei_present or any(r in sdei_regs.SDEI_REG_BY_ID for r in dropped):
+        block = (dict(zip(plan.sdei_ids, plan.sdei_values(row), strict=True))
+                 if isinstance(regs, VcpuRegisters) else regs)
+        problems += [PreflightProblem(reason, rid, vcpu)
+                     for rid, reason in sdei_regs.vcpu_problems(block) if rid not in unfit]
+    added = plan.added if not unfit else tuple(r for r in plan.added if r not in unfit)
+    return problems, tuple(dropped), added
 
 
 def preflight(
@@ -291,7 +422,7 @@ def preflight(
             shown = ", ".join(f"{v:#x}" for v in sorted(values))
             out.add(f"a VM-wide register holds different values across vCPUs ({shown})", rid)
         elif rid in dest.reg_ids:
-            _check_firmware(out, rid, next(iter(values)), dest, None)
+            _check_firmware(out, [(rid, next(iter(values)))], dest, None)
     # Registers are dropped for the whole VM or not at all: one register table.
     dropped = {r for r in source.reg_ids if r not in dest.reg_ids}
     added: tuple[int, ...] = ()

@@ -1,8 +1,10 @@
 """The binary blob's wire format: the construct declaration and the ``struct`` fast path.
 
 The layout is declared once, with construct (``BLOB``): a header (magic, format version,
-register-ABI version, counts), the register id table once, one row of 64-bit words per vCPU, and
-a CRC32 over everything before it. A register of any KVM size (U8 .. U2048) takes
+register-ABI version, counts), the register id table once, one row of 64-bit words per vCPU,
+in format version 2 a list of tagged sections (the vGIC, guest memory: ``sections``), and a
+CRC32 over everything before it. A blob without sections is written as version 1, byte for
+byte what this library wrote before sections existed. A register of any KVM size (U8 .. U2048) takes
 ``max(1, KVM_REG_SIZE(id) / 8)`` little-endian words of its row, low word first (a U128
 FP/SIMD register two, an SVE Z register (U2048) 32); the header's ``row_words`` is their sum, so
 the declaration sizes the rows without reading the table. ``IdTable`` is the fast path derived
@@ -23,12 +25,17 @@ from typing import Final
 
 from construct import (
     Array,
+    Bytes,
     Check,
     Checksum,
     Const,
+    If,
     Int16ul,
     Int32ul,
     Int64ul,
+    OneOf,
+    Padding,
+    PrefixedArray,
     RawCopy,
     Struct,
     Terminated,
@@ -41,7 +48,9 @@ from ..state import U64_MAX
 
 MAGIC: Final = b"SDEIREGS"
 FORMAT_VERSION: Final = 1
-"""Version of the container layout below."""
+"""Version of the container layout below without sections (vCPU registers only)."""
+FORMAT_VERSION_SECTIONS: Final = 2
+"""Version of the container layout with sections after the rows (a whole-VM snapshot)."""
 ABI_VERSION: Final = 1
 """Version of the register ABI the values follow (DESIGN section 4: SDEI block 0x0100-0x01FF)."""
 _MAX_SIZE_FIELD: Final = int(ids.RegSize.U2048)
@@ -63,8 +72,9 @@ def table_words(reg_ids: Sequence[int]) -> int:
 # and the fast path's ``HEADER_STRUCT`` are both built from this list.
 _HEADER_FIELDS: Final = (
     ("magic", Const(MAGIC), "8s", f"the bytes {MAGIC.decode()!r}"),
-    ("format_version", Const(FORMAT_VERSION, Int16ul), "H",
-     f"container layout version, {FORMAT_VERSION}"),
+    ("format_version", OneOf(Int16ul, (FORMAT_VERSION, FORMAT_VERSION_SECTIONS)), "H",
+     f"container layout version: {FORMAT_VERSION} (vCPU registers only) or "
+     f"{FORMAT_VERSION_SECTIONS} (followed by sections)"),
     ("abi_version", Int16ul, "H", f"register ABI version of the values, {ABI_VERSION}"),
     ("nr_regs", Int32ul, "I", "n: registers per vCPU (>= 1)"),
     ("nr_vcpus", Int32ul, "I", "v: vCPUs (>= 1)"),
@@ -75,6 +85,16 @@ _HEADER_FIELDS: Final = (
 
 HEADER: Final = Struct(*(name / field * doc for name, field, _, doc in _HEADER_FIELDS))
 
+SECTION: Final = Struct(
+    "tag" / Bytes(4) * "what the payload is: b'VGIC' (the vGICv3) or b'MEMR' (one memslot)",
+    "reserved" / Const(0, Int32ul),
+    "length" / Int64ul * "payload bytes",
+    "payload" / Bytes(this.length) * "declared in sdei_state.migration.sections",
+    Padding(lambda ctx: -ctx.length % 8) * "zeros to the next multiple of 8",
+)
+"""One section of a version-2 blob: a tag, its length, its payload, padding to 8 bytes."""
+SECTION_HEAD: Final = struct.Struct("<4sIQ")
+
 BLOB: Final = Struct(
     "body" / RawCopy(Struct(
         "header" / HEADER,
@@ -84,6 +104,10 @@ BLOB: Final = Struct(
         "rows" / Array(this.header.nr_vcpus, Array(this.header.row_words, Int64ul))
         * "one row per vCPU: each register of the table in table order, in max(1, "
           "KVM_REG_SIZE(id) / 8) little-endian words, low word first",
+        "sections" / If(this.header.format_version == FORMAT_VERSION_SECTIONS,
+                        PrefixedArray(Int32ul, SECTION))
+        * "version 2 only: a u32 count, then each section (tag, 4 zero bytes, u64 length, "
+          "payload, zero padding to 8 bytes)",
     )),
     "crc32" / Checksum(Int32ul, lambda data: zlib.crc32(data), this.body.data)
     * "CRC32 (zlib) of every byte before it",
@@ -110,7 +134,7 @@ def reg_label(reg_id: int) -> str:
     return f"{ids.describe(reg_id)} ({reg_id:#018x})"
 
 
-def _picker(cols: Sequence[int]) -> Callable[[Sequence[int]], tuple[int, ...]]:
+def picker(cols: Sequence[int]) -> Callable[[Sequence[int]], tuple[int, ...]]:
     """A C-speed ``row -> tuple of row[c] for c in cols``."""
     if len(cols) == 1:
         (c,) = cols
@@ -179,6 +203,9 @@ class IdTable:
         return tuple(out)
 
 
+_INT_ONLY: Final = frozenset({int})
+
+
 @functools.lru_cache(maxsize=64)
 def _cached_table(reg_ids: tuple[int, ...]) -> IdTable:
     """Validate a register table once (every vCPU of a VM shares one)."""
@@ -190,7 +217,7 @@ def _cached_table(reg_ids: tuple[int, ...]) -> IdTable:
         bits=bits,
         not_u64=tuple((i, b) for i, b in enumerate(bits) if b != 64),
         wide=tuple((i, b) for i, b in enumerate(bits) if b > 64),
-        upto64=_picker([i for i, b in enumerate(bits) if b <= 64]),
+        upto64=picker([i for i, b in enumerate(bits) if b <= 64]),
         row_words=sum(words),
         row=struct.Struct(_row_format(words)),
     )
@@ -198,7 +225,7 @@ def _cached_table(reg_ids: tuple[int, ...]) -> IdTable:
 
 def id_table(reg_ids: tuple[int, ...]) -> IdTable:
     """The validated table of ``reg_ids`` (``BlobError`` if unusable), cached for plain ints."""
-    if not all(type(r) is int for r in reg_ids):  # bools and others: never from the cache
+    if not _INT_ONLY.issuperset(map(type, reg_ids)):  # bools and others: never from the cache
         check_id_table(reg_ids)
     return _cached_table(reg_ids)
 
@@ -241,41 +268,81 @@ def join_words(words_row: Sequence[int], words: Sequence[int]) -> tuple[int, ...
     return tuple(out)
 
 
-def pack(reg_ids: tuple[int, ...], rows: Sequence[Sequence[int]], abi_version: int) -> bytes:
-    """The binary form of a validated table and rows (layout ``BLOB``), packed with ``struct``."""
+Section = tuple[bytes, bytes]
+"""(tag, payload) of one section."""
+SECTION_TAGS: Final = (b"VGIC", b"MEMR")
+
+
+def pack_sections(sections: Sequence[Section]) -> bytes:
+    """The sections part of a version-2 body (layout ``SECTION``, after the u32 count)."""
+    out = [struct.pack("<I", len(sections))]
+    for tag, payload in sections:
+        out += [SECTION_HEAD.pack(tag, 0, len(payload)), payload, bytes(-len(payload) % 8)]
+    return b"".join(out)
+
+
+def pack(reg_ids: tuple[int, ...], rows: Sequence[Sequence[int]], abi_version: int,
+         sections: Sequence[Section] = ()) -> bytes:
+    """The binary form of a validated table and rows (layout ``BLOB``), packed with ``struct``;
+    version 1 without sections, 2 with."""
     table = id_table(reg_ids)
+    fmt = FORMAT_VERSION_SECTIONS if sections else FORMAT_VERSION
     body = b"".join((
-        HEADER_STRUCT.pack(MAGIC, FORMAT_VERSION, abi_version, len(reg_ids), len(rows),
-                           table.row_words),
+        HEADER_STRUCT.pack(MAGIC, fmt, abi_version, len(reg_ids), len(rows), table.row_words),
         struct.pack(f"<{len(reg_ids)}Q", *reg_ids),
         *map(table.pack_row, rows),
+        pack_sections(sections) if sections else b"",
     ))
     return body + struct.pack("<I", zlib.crc32(body))
 
 
 def unpack(data: bytes) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...], int]:
-    """(register ids, rows, ABI version) of a binary blob; ``BlobError`` names what is wrong
-    with the container. The values are checked by whoever builds a blob of them."""
+    """(register ids, rows, ABI version) of a version-1 binary blob; ``BlobError`` names what
+    is wrong with the container (a version-2 blob is read by ``unpack_sections``). The values
+    are checked by whoever builds a blob of them."""
+    reg_ids, rows, abi, _ = _unpack(data, sections=False)
+    return reg_ids, rows, abi
+
+
+def unpack_sections(data: bytes) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...], int,
+                                          tuple[Section, ...]]:
+    """(register ids, rows, ABI version, sections) of a blob of either version (a version-1
+    blob has no sections)."""
+    return _unpack(data, sections=True)
+
+
+def _unpack(data: bytes, *, sections: bool) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...],
+                                                     int, tuple[Section, ...]]:
     if len(data) < HEADER_SIZE + CRC_SIZE:
         raise BlobError(f"blob truncated: {len(data)} bytes, a blob has at least "
                         f"{HEADER_SIZE + CRC_SIZE}")
     magic, fmt, abi, n, v, w = HEADER_STRUCT.unpack_from(data)
     if magic != MAGIC:
         raise BlobError(f"not an sdei-state blob: magic {magic!r}, expected {MAGIC!r}")
-    if fmt != FORMAT_VERSION:
-        raise BlobError(f"blob format version {fmt} is not supported "
-                        f"(this library reads version {FORMAT_VERSION})")
+    known = (FORMAT_VERSION, FORMAT_VERSION_SECTIONS) if sections else (FORMAT_VERSION,)
+    if fmt not in known:
+        hint = (" (a whole-VM snapshot with sections: read it with VmSnapshot.from_bytes)"
+                if fmt == FORMAT_VERSION_SECTIONS else "")
+        raise BlobError(f"blob format version {fmt} is not supported here{hint} (this reads "
+                        f"version {' and '.join(map(str, known))})")
     if abi != ABI_VERSION:
         raise BlobError(f"register ABI version {abi} is not supported "
                         f"(this library reads version {ABI_VERSION})")
     want = blob_size(n, v, w)
+    rows_end = want - CRC_SIZE
+    if fmt == FORMAT_VERSION_SECTIONS:
+        want = len(data)  # the sections' lengths say where it ends; checked below
+        if len(data) < rows_end + 4 + CRC_SIZE:
+            raise BlobError(f"blob truncated: {len(data)} bytes, but its header declares "
+                            f"{n} registers x {v} vCPUs and a section count "
+                            f"({rows_end + 4 + CRC_SIZE} bytes at least)")
     if len(data) != want:
         problem = "truncated" if len(data) < want else "has trailing bytes"
         raise BlobError(f"blob {problem}: {len(data)} bytes, but its header declares "
                         f"{n} registers ({w} words per row) x {v} vCPUs = {want} bytes")
-    (stored,) = struct.unpack_from("<I", data, want - CRC_SIZE)
+    (stored,) = struct.unpack_from("<I", data, len(data) - CRC_SIZE)
     view = memoryview(data)
-    actual = zlib.crc32(view[: want - CRC_SIZE])
+    actual = zlib.crc32(view[: len(data) - CRC_SIZE])
     if stored != actual:
         raise BlobError(f"blob corrupted: CRC32 is {actual:#010x}, stored {stored:#010x}")
     reg_ids = struct.unpack_from(f"<{n}Q", data, HEADER_SIZE)
@@ -284,23 +351,55 @@ def unpack(data: bytes) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...], i
         raise BlobError(f"header row_words is {w}, but the register table of {n} "
                         f"registers takes {table.row_words} 64-bit words per row")
     start = HEADER_SIZE + 8 * n
-    return reg_ids, table.unpack_rows(view[start: want - CRC_SIZE]), abi
+    found: tuple[Section, ...] = ()
+    if fmt == FORMAT_VERSION_SECTIONS:
+        found = _unpack_sections(view, rows_end, len(data) - CRC_SIZE)
+    return reg_ids, table.unpack_rows(view[start:rows_end]), abi, found
+
+
+def _unpack_sections(view: memoryview, pos: int, end: int) -> tuple[Section, ...]:
+    (count,) = struct.unpack_from("<I", view, pos)
+    pos += 4
+    out: list[Section] = []
+    for i in range(count):
+        if pos + SECTION_HEAD.size > end:
+            raise BlobError(f"blob truncated: section {i} of {count} has no room for its head")
+        tag, reserved, length = SECTION_HEAD.unpack_from(view, pos)
+        pos += SECTION_HEAD.size
+        if tag not in SECTION_TAGS:
+            raise BlobError(f"section {i}: unknown tag {bytes(tag)!r} (known: "
+                            f"{', '.join(map(repr, SECTION_TAGS))})")
+        padded = length + (-length % 8)
+        if reserved or pos + padded > end:
+            raise BlobError(f"section {i} ({tag.decode()}): " + (
+                f"reserved field {reserved:#x} is not 0" if reserved else
+                f"{length} bytes of payload run past the end of the blob"))
+        if any(view[pos + length:pos + padded]):
+            raise BlobError(f"section {i} ({tag.decode()}): padding is not zeros")
+        out.append((bytes(tag), bytes(view[pos:pos + length])))
+        pos += padded
+    if pos != end:
+        raise BlobError(f"blob has trailing bytes: {end - pos} after its {count} sections")
+    return tuple(out)
 
 
 def build_with_construct(reg_ids: Sequence[int], rows: Sequence[Sequence[int]],
-                         abi_version: int) -> bytes:
+                         abi_version: int, sections: Sequence[Section] = ()) -> bytes:
     """The binary form built by the construct declaration (slow; the reference)."""
     words = [reg_words(rid) for rid in reg_ids]
-    header = {"format_version": FORMAT_VERSION, "abi_version": abi_version,
+    header = {"format_version": FORMAT_VERSION_SECTIONS if sections else FORMAT_VERSION,
+              "abi_version": abi_version,
               "nr_regs": len(reg_ids), "nr_vcpus": len(rows), "row_words": sum(words)}
     body = {"header": header, "reg_ids": list(reg_ids),
-            "rows": [split_words(row, words) for row in rows]}
+            "rows": [split_words(row, words) for row in rows],
+            "sections": [{"tag": t, "length": len(p), "payload": p} for t, p in sections]}
     return bytes(BLOB.build({"body": {"value": body}}))
 
 
-def parse_with_construct(data: bytes) -> tuple[tuple[int, ...], tuple[tuple[int, ...], ...], int]:
-    """(register ids, rows, ABI version) parsed by the construct declaration (slow; the
-    reference). Errors are ``BlobError``."""
+def parse_with_construct(data: bytes, *, sections: bool = False) -> tuple[
+        tuple[int, ...], tuple[tuple[int, ...], ...], int, tuple[Section, ...]]:
+    """(register ids, rows, ABI version, sections) parsed by the construct declaration (slow;
+    the reference); a version-2 blob only with ``sections``. Errors are ``BlobError``."""
     from construct import ConstructError
 
     try:
@@ -308,11 +407,15 @@ def parse_with_construct(data: bytes) -> tuple[tuple[int, ...], tuple[tuple[int,
     except ConstructError as e:
         raise BlobError(f"blob refused by its declaration: {e}") from None
     body = parsed.body.value
+    if body.header.format_version != FORMAT_VERSION and not sections:
+        raise BlobError(f"blob format version {body.header.format_version} is refused by the "
+                        "declaration of a blob without sections")
     reg_ids = tuple(body.reg_ids)
     id_table(reg_ids)  # refuse a bad table before reading rows by it
     words = [reg_words(rid) for rid in reg_ids]
+    found = tuple((bytes(s.tag), bytes(s.payload)) for s in (body.sections or ()))
     return (reg_ids, tuple(join_words(row, words) for row in body.rows),
-            body.header.abi_version)
+            body.header.abi_version, found)
 
 
 def format_table() -> str:
@@ -324,12 +427,13 @@ def format_table() -> str:
         rows.append(f"| {off} | {size} | `{sub.name}` | {sub.docs} |")
         off += size
     body = BLOB.subcons[0].subcon.subcon  # "body" / RawCopy(Struct(...))
-    places = {"reg_ids": (f"{off}", "8 n"), "rows": (f"{off} + 8 n", "8 w v")}
+    places = {"reg_ids": (f"{off}", "8 n"), "rows": (f"{off} + 8 n", "8 w v"),
+              "sections": (f"{off} + 8 (n + w v)", "s")}
     for sub in body.subcons[1:]:
         if sub.name is None:  # the Check that row_words matches the table: not a field
             continue
         where, size = places[sub.name]
         rows.append(f"| {where} | {size} | `{sub.name}` | {sub.docs} |")
     crc = BLOB.subcons[1]
-    rows.append(f"| {off} + 8 (n + w v) | {crc.sizeof()} | `{crc.name}` | {crc.docs} |")
+    rows.append(f"| {off} + 8 (n + w v) + s | {crc.sizeof()} | `{crc.name}` | {crc.docs} |")
     return "\n".join(rows)

@@ -6,7 +6,10 @@ document), ``Runner`` (step by step), ``generate`` (a random guest-like scenario
 format names and limits. Modules, one job each:
 
 - ``format``: the scenario format, its limits, decoding and validation;
-- ``replay``: running a scenario on simulated vCPUs;
+- ``replay``: running a scenario on a VM (simulated vCPUs by default);
+- ``kvm_stub``, ``kvm_replay``: the real-KVM backends of replay (the stub guest; the provider
+  and in-kernel VMs), imported on demand;
+- ``agreement``: replaying scenarios on two backends and comparing the results;
 - ``generate``: generated scenarios;
 - ``schemas``: the published JSON Schemas of the scenario and result formats;
 - ``conformance``: the conformance scenarios with their hand-written expectations;

@@ -184,8 +184,15 @@ def _reg_id(where: str, v: object) -> int:
         raise ScenarioError(f"{where}: register {_cut(v)}: {e}") from None
 
 
+_FUNCTION_IDS: Final = {f.name: int(f) for f in Function}
+"""The spec names as scenarios usually write them; any other spelling goes the long way."""
+
+
 def _function(where: str, v: object) -> int:
     if isinstance(v, str):
+        fid = _FUNCTION_IDS.get(v)
+        if fid is not None:
+            return fid
         _text(where, "call", v)
         try:
             return int(function_by_name(v))
@@ -272,9 +279,8 @@ def _parse_step(i: int, raw: object, nvcpus: int) -> Step:
     s = _obj(where, "the step", raw)
     if s is None:
         raise ScenarioError(f"{where}: a step must be a JSON object")
-    unknown = sorted(set(s) - _STEP_KEYS)
-    if unknown:
-        raise ScenarioError(f"{where}: unknown key {_cut(unknown[0])}")
+    if not _STEP_KEYS.issuperset(s):
+        raise ScenarioError(f"{where}: unknown key {_cut(sorted(set(s) - _STEP_KEYS)[0])}")
     acts = [a for a in ACTIONS if a in s]
     if len(acts) != 1:
         raise ScenarioError(f"{where}: needs exactly one of {', '.join(ACTIONS)}; has "
@@ -282,7 +288,8 @@ def _parse_step(i: int, raw: object, nvcpus: int) -> Step:
     action = acts[0]
     if "args" in s and action != "call":
         raise ScenarioError(f"{where}: 'args' belongs only to a call")
-    _ignored(f"{where}: comment", s.get("comment"))
+    if "comment" in s:
+        _ignored(f"{where}: comment", s["comment"])
     vcpu: int | None = None
     if action == "migrate":
         if s["migrate"] is not True:
@@ -308,6 +315,8 @@ def _parse_value(where: str, action: str, s: Mapping[str, Any]) -> tuple[Any, tu
         raw_args = s.get("args", [])
         if not isinstance(raw_args, list) or len(raw_args) > 5:
             raise ScenarioError(f"{where}: 'args' must be a list of at most 5 values (x1..x5)")
+        if all(type(a) is int and 0 <= a <= U64_MAX for a in raw_args):
+            return _function(where, val), tuple(raw_args)  # the message only when one is not
         return (_function(where, val),
                 tuple(_u64(f"{where}: args[{k}]", a) for k, a in enumerate(raw_args)))
     if action == "dispatch":

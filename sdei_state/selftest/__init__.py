@@ -46,15 +46,32 @@ def pick_backend(choice: str) -> SuiteBackend:
     return SimBackend(why)
 
 
-def all_suites(backend: SuiteBackend) -> list[Suite]:
+def all_suites(backend: SuiteBackend, named: Sequence[str] = ()) -> list[Suite]:
     """Every suite, in the order they run; those the backend cannot serve skip with its
-    reason (``SuiteBackend.missing``)."""
-    from . import fw_suite, migration_suite, model, sdei_suites, stress_suite
+    reason (``SuiteBackend.missing``). The opt-in suites (``linux-guest``: it boots a Linux
+    guest, a minute in the lab; ``stock-vmm``: it runs QEMU inside the lab) are included
+    only when ``named`` (the --suite patterns) has a pattern that matches them."""
+    from fnmatch import fnmatchcase
+
+    from . import (
+        cost,
+        fw_suite,
+        linux_guest_suite,
+        migration_suite,
+        model,
+        replay_suite,
+        sdei_suites,
+        stock_suite,
+        stress_suite,
+    )
 
     suites = [model.suite(), fw_suite.suite(), sdei_suites.calls_suite(),
               sdei_suites.dispatch_suite(), migration_suite.suite(), stress_suite.suite(),
-              sdei_suites.in_kernel_suite(migration_suite.in_kernel_cases())]
+              sdei_suites.in_kernel_suite(migration_suite.in_kernel_cases()),
+              replay_suite.suite(), cost.suite()]
     suites.extend(backend.extra_suites())
+    opt_in = [linux_guest_suite.suite(), stock_suite.suite()]
+    suites.extend(o for o in opt_in if any(fnmatchcase(o.name, p) for p in named))
     return suites
 
 
@@ -70,7 +87,8 @@ def main(*, backend: str = "auto", fmt: str = "text", output: str | None = None,
     except BackendUnavailable as e:
         be = NoBackend(str(e))
     try:
-        return _run(be, fmt, output, select(all_suites(be), suites or (), cases or ()),
+        return _run(be, fmt, output, select(all_suites(be, suites or ()), suites or (),
+                                            cases or ()),
                     list_only)
     finally:
         be.close()

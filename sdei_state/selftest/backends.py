@@ -6,7 +6,8 @@ several cases can check one run. Features:
 
 - ``kvm``: real arm64 KVM (the firmware register suite);
 - ``sdei``: SDEI end to end with guest code (simulated: always; KVM: through the userspace
-  provider, so the kernel needs the SMCCC filter);
+  provider, so the kernel needs the SMCCC filter, or served by a kernel that implements SDEI
+  itself, with the same guest programs and no filter);
 - ``in-kernel-sdei``: the kernel lists the DESIGN section 4 registers itself.
 """
 

@@ -6,7 +6,10 @@ what the kernel offers, each missing feature with the exact reason a skipped sui
 - ``smccc-filter`` (and so ``sdei``, the userspace provider): ``KVM_HAS_DEVICE_ATTR`` for
   ``KVM_ARM_VM_SMCCC_CTRL``/``KVM_ARM_VM_SMCCC_FILTER`` on a fresh VM succeeds (Linux 6.4+);
 - ``in-kernel-sdei``: a fresh vCPU's ``KVM_GET_REG_LIST`` holds ``SDEI_VCPU_STATE``
-  (0x6030000000140100), i.e. the kernel implements DESIGN section 4 itself.
+  (0x6030000000140100), i.e. the kernel implements DESIGN section 4 itself. Such a kernel
+  also has ``sdei``: the end-to-end, migration and stress suites then run in their in-kernel
+  form (the same guest programs, no SMCCC filter, SDEI served by KVM), since the provider
+  must not serve SDEI beside the kernel.
 """
 
 from __future__ import annotations
@@ -55,10 +58,17 @@ class KvmBackend:
     def extra_suites(self) -> list[Suite]:
         return []
 
+    @property
+    def in_kernel(self) -> bool:
+        """The kernel serves SDEI itself: every engine is the in-kernel one."""
+        return "in-kernel-sdei" in self.features
+
     def engine(self, programs: Sequence[GuestProgram], *, in_kernel: bool = False) -> Engine:
+        """The userspace provider's engine, or the in-kernel one when asked for or when the
+        kernel implements SDEI (the provider refuses such a vCPU)."""
         from .runner_kvm import InKernelEngine, KvmEngine
 
-        if in_kernel:
+        if in_kernel or self.in_kernel:
             return InKernelEngine(self.kvm, programs)
         return KvmEngine(self.kvm, programs)
 
@@ -95,9 +105,9 @@ def probe_kvm() -> tuple[SuiteBackend | None, str]:
             vcpu = vm.create_vcpu(0)
             vcpu.init((VcpuFeature.PSCI_0_2,))
             if VCPU_STATE_ID in set(vcpu.reg_list()):
-                features.add("in-kernel-sdei")
-                features.discard("sdei")  # the provider refuses a vCPU that has SDEI
-                reasons["sdei"] = IN_KERNEL_ONLY
+                # The kernel serves SDEI: the sdei suites run in their in-kernel form.
+                features |= {"in-kernel-sdei", "sdei"}
+                reasons.pop("sdei", None)
             else:
                 reasons["in-kernel-sdei"] = NO_IN_KERNEL.format(first=VCPU_STATE_ID)
     except KvmError as e:

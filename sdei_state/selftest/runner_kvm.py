@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Protocol, Self
+from typing import Protocol, Self, TypeVar
 
 from ..cpu import CpuRegs
-from ..events import Event, by_number
+from ..events import Event
 from ..guest.asm import Image
 from ..guest.layout import Layout
 from ..kvm import Kvm, Vcpu, VcpuFeature, Vm
@@ -42,9 +42,6 @@ from ..vmm import ModelServer, SdeiProvider
 from .host import Driver, Migration
 from .programs.program import GuestProgram
 from .trace import Dispatched, Injected, Served, TraceItem, VcpuRun
-
-_REGISTERED = 1 << 0
-_PENDING = 1 << 3
 
 
 class Loadable(Protocol):
@@ -82,6 +79,9 @@ def new_vm(kvm: Kvm, programs: Sequence[Loadable], load: bool) -> tuple[Vm, list
     return vm, vcpus
 
 
+_E = TypeVar("_E", bound="_KvmBase")
+
+
 class _KvmBase:
     """What both KVM engines share: the VM, its vCPUs, entering and memory."""
 
@@ -115,10 +115,15 @@ class _KvmBase:
         """Save everything, restore into a new VM of the same kind (a new provider for the
         userspace engine), copy memory; close this VM. Returns the new engine and what was
         carried."""
+        return self.migrate_into(type(self))
+
+    def migrate_into(self, kind: type[_E]) -> tuple[_E, Migration]:
+        """``migrate`` into a new VM of engine class ``kind`` (the cross-mode migrations of
+        the stock-vmm suite: userspace provider to in-kernel SDEI and back)."""
         t0 = time.perf_counter()
         blob = save_vm(self.transports())
         mems = [self.memory(i) for i in range(self.nr_vcpus)]
-        dest = type(self)(self.kvm, self.programs, load=False)
+        dest = kind(self.kvm, self.programs, load=False)
         try:
             restore_vm(dest.transports(), blob)
             for i, m in enumerate(mems):
@@ -194,15 +199,9 @@ class InKernelEngine(_KvmBase):
     def inject(self, i: int, number: int) -> bool:
         """Injection through the register ABI: set PENDING in SDEI_EVENT_STATE (refused,
         as by the model, when the event is not registered)."""
-        ev = by_number(number)
-        if ev is None:
-            return False
-        rid = sdei_regs.event_state_id(ev.index)
-        v = self.vcpus[i].get_reg(rid)
-        if not v & _REGISTERED:
-            return False
-        self.vcpus[i].set_reg(rid, v | _PENDING)
-        return True
+        from ..scenario.kvm_replay import inject_pending
+
+        return inject_pending(self.vcpus[i], number)
 
     def deliverable(self, i: int) -> Event | None:
         m = Machine(self.nr_vcpus)

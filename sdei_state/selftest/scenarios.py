@@ -120,8 +120,12 @@ def reference(scenario: GuestScenario, programs: Sequence[GuestProgram]) -> tupl
     return tuple(drv.result(i) for i in range(len(programs))), eng.machine
 
 
-def run_scenario(backend: Any, scenario: GuestScenario, *, in_kernel: bool = False) -> ScenarioRun:
-    """The scenario on ``backend`` (memoized per backend), compared with the reference."""
+def run_scenario(backend: Any, scenario: GuestScenario, *, in_kernel: bool = False
+                 ) -> ScenarioRun:
+    """The scenario on ``backend`` (memoized per backend), compared with the reference. On a
+    kernel that serves SDEI itself every run is the in-kernel one, so a suite's case and its
+    ``sdei-in-kernel`` twin share one run."""
+    in_kernel = in_kernel or bool(getattr(backend, "in_kernel", False))
     key = f"scenario:{scenario.key}:{'in-kernel' if in_kernel else 'default'}"
     memo: dict[str, Any] = backend.memo
     got = memo.get(key)

@@ -29,7 +29,7 @@ This is the library's default backend, and what ``sdei-state replay`` runs on.
 from __future__ import annotations
 
 import errno
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from enum import IntEnum
 from types import MappingProxyType
 from typing import Final
@@ -41,7 +41,7 @@ from ..machine import CallOutcome, Machine, affinity_of
 from ..regs import firmware, ids
 from ..regs import sdei as sdei_regs
 from ..spec import function_by_name
-from ..state import RESET_STATE, U64_MAX, VcpuState
+from ..state import RESET_STATE, U64_MAX, StateError, VcpuState
 from . import sdei_block
 from .core_rules import core_value_problem
 
@@ -71,6 +71,10 @@ _CPU_REG_IDS: Final[Mapping[CpuReg, int]] = MappingProxyType({
 """The ONE_REG id of every register a MemoryCpu holds (VBAR_EL1 and SCTLR_EL1 are system
 registers, so a VMM's save carries them like any other)."""
 
+_INT_ONLY: Final = frozenset({int})
+_CPU_ORDER: Final = tuple(_CPU_REG_IDS)
+_CPU_IDS: Final = tuple(_CPU_REG_IDS.values())
+_SDEI_IDS: Final = sdei_regs.SDEI_REG_IDS
 _SYS_REGS: Final = frozenset({CpuReg.VBAR_EL1, CpuReg.SCTLR_EL1})
 CORE_IDS: Final[tuple[int, ...]] = tuple(_CPU_REG_IDS[r] for r in CpuReg if r not in _SYS_REGS)
 SYS_IDS: Final[tuple[int, ...]] = tuple(sorted(_CPU_REG_IDS[r] for r in _SYS_REGS))
@@ -98,7 +102,8 @@ def _call_function(function: object) -> int:
 
 
 def _call_args(args: object) -> list[int]:
-    if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
+    if type(args) is not tuple and (isinstance(args, (str, bytes))
+                                    or not isinstance(args, Sequence)):  # a tuple skips the ABC
         raise CallArgumentError(f"args {_shown(args)}: a sequence of at most 5 ints (x1-x5)")
     if len(args) > 5:
         raise CallArgumentError(f"an SDEI call takes at most 5 arguments (x1-x5), not {len(args)}")
@@ -237,22 +242,17 @@ class SimVcpu:
     def get_regs(self, reg_ids: Sequence[int]) -> list[int]:
         """GET of each id in order; raises on the first failure (before reading anything)."""
         vm = self.vm
-        kinds = [self._lookup(rid, "GET") for rid in reg_ids]
-        sdei_ids = [rid for rid, kind in zip(reg_ids, kinds, strict=True)
-                    if kind is _Kind.SDEI]
-        # One consistent snapshot of the SDEI block for the whole batch.
-        sdei_vals = dict(zip(sdei_ids, sdei_block.read(vm.machine, self.index, sdei_ids),
-                             strict=True)) if sdei_ids else {}
-        out: list[int] = []
-        for rid, kind in zip(reg_ids, kinds, strict=True):
-            if kind is _Kind.SDEI:
-                out.append(sdei_vals[rid])
-            elif kind is _Kind.FW:
-                out.append(firmware.get_value(rid, host=vm.host, stored=vm._fw.get(rid),
-                                              psci_0_2=vm.psci_0_2))
-            else:
-                out.append(self.cpu[vm._cpu_regs[rid]])
-        return out
+        kinds = list(self._kinds(reg_ids, "GET"))
+        values: dict[int, int] = {}
+        if _Kind.SDEI in kinds:  # one consistent snapshot of the SDEI block for the batch
+            values.update(zip(_SDEI_IDS, sdei_block.read(vm.machine, self.index, _SDEI_IDS),
+                              strict=True))
+        if _Kind.CORE in kinds or _Kind.SYS in kinds:
+            values.update(zip(_CPU_IDS, self.cpu.read(_CPU_ORDER), strict=True))
+        for rid in [rid for rid, kind in zip(reg_ids, kinds, strict=True) if kind is _Kind.FW]:
+            values[rid] = firmware.get_value(rid, host=vm.host, stored=vm._fw.get(rid),
+                                             psci_0_2=vm.psci_0_2)
+        return list(map(values.__getitem__, reg_ids))
 
     def set_reg(self, reg_id: int, value: int) -> None:
         """KVM_SET_ONE_REG. A refused value changes nothing."""
@@ -267,12 +267,19 @@ class SimVcpu:
         vm = self.vm
         with vm.machine.lock:
             pending: dict[int, int] = {}  # SDEI writes not yet applied to the model
+            core: dict[CpuReg, int] = {}  # core writes not yet applied to the MemoryCpu
+            valid = self._sdei_all_valid(items)
+            values = [v for _, v in items]  # all plain u64 ints (judged in C): no check each
+            u64s = not values or (_INT_ONLY.issuperset(map(type, values))
+                                  and min(values) >= 0 and max(values) <= U64_MAX)
             try:
-                for reg_id, value in items:
-                    kind = self._lookup(reg_id, "SET")
-                    self._check_value(reg_id, value)
+                for (reg_id, value), kind in zip(items, self._kinds(
+                        [rid for rid, _ in items], "SET"), strict=True):
+                    if not u64s:
+                        self._check_value(reg_id, value)
                     if kind is _Kind.SDEI:
-                        sdei_block.check(reg_id, value)
+                        if not valid:
+                            sdei_block.check(reg_id, value)
                         pending[reg_id] = value
                     elif kind is _Kind.FW:
                         self._set_fw(reg_id, value)
@@ -280,11 +287,28 @@ class SimVcpu:
                         refusal = core_value_problem(reg_id, value)
                         if refusal is not None:
                             raise RegError(errno.EINVAL, reg_id, "SET", refusal)
-                        self.cpu[vm._cpu_regs[reg_id]] = value
+                        core[vm._cpu_regs[reg_id]] = value
             finally:
-                # Earlier writes stay when a later one fails, the SDEI ones included.
+                # Earlier writes stay when a later one fails, the SDEI and core ones included.
+                if core:
+                    self.cpu.write(core)
                 if pending:
                     sdei_block.write(vm.machine, self.index, pending)
+
+    def _sdei_all_valid(self, items: Sequence[tuple[int, int]]) -> bool:
+        """True if every SDEI value of the batch passes its register's check, judged at once
+        by decoding them over the present state (a restore writes all 47); then the loop need
+        not check each. False sends every value through ``sdei_block.check``."""
+        sdei = {rid: v for rid, v in items if rid in sdei_block.IDS}
+        if len(sdei) < 2 or len(sdei) != sum(1 for rid, _ in items if rid in sdei_block.IDS):
+            return False
+        values = sdei_regs.encode_map(self.vm.machine.state(self.index))
+        values.update(sdei)
+        try:
+            sdei_regs.decode(values)
+        except (sdei_regs.SdeiRegisterError, StateError, TypeError, ValueError):
+            return False
+        return True
 
     def _set_fw(self, reg_id: int, value: int) -> None:
         vm = self.vm
@@ -308,6 +332,17 @@ class SimVcpu:
     def _check_init(self, what: str) -> None:
         if not self.initialized:
             raise KvmError(errno.ENOEXEC, f"{what} on vCPU {self.index} before KVM_ARM_VCPU_INIT")
+
+    def _kinds(self, reg_ids: Sequence[int], op: str) -> Iterable[_Kind]:
+        """The kind of each id: one C-speed pass when all are listed, else ``_lookup`` of
+        each as it is consumed, which raises at the first that is not (earlier writes of a
+        batch still happen)."""
+        if self.initialized:
+            try:
+                return list(map(self.vm._kinds.__getitem__, reg_ids))
+            except (KeyError, TypeError):  # an id it does not list, or not an id at all
+                pass
+        return (self._lookup(rid, op) for rid in reg_ids)
 
     def _lookup(self, reg_id: int, op: str) -> _Kind:
         if not self.initialized:

@@ -26,6 +26,11 @@ Why each step sits where it does:
   a stop request the loop goes round and the entry check takes the new event; with one it
   returns ``None``. An event is taken only by an entry check, which runs once per entry, and
   stays pending until then: none is lost or taken twice by stopping.
+- A pause request parks the thread at the same check, inside ``run``: the vCPU is out of
+  ``KVM_RUN`` with its last MMIO access finished, so another thread may save or restore its
+  registers, until ``resume``. Stop and pause are checked before the entry check, so a
+  request never lets one more event be taken; the ``KVM_RUN`` in flight when it comes is
+  the last one (``runs`` counts them, which is how the storm test measures it).
 """
 
 from __future__ import annotations
@@ -91,7 +96,13 @@ class VcpuLoop:
         self.in_run = False
         self.unfinished = False
         """The last exit was MMIO: KVM completes its access at the next ``KVM_RUN``."""
+        self.runs = 0
+        """``KVM_RUN`` calls that could enter the guest, since the loop was made."""
+        self.parked = False
+        """The thread is parked by a pause request (out of ``KVM_RUN``, MMIO finished)."""
         self._stop = False
+        self._pause = False
+        self._cond = threading.Condition()
 
     def run(self) -> Exit | None:
         """Run until an exit that is not SDEI's and return it, or None when a stop was
@@ -105,8 +116,12 @@ class VcpuLoop:
             if self._stop:  # checked after clearing: a later request sets the flag again
                 self._stop = False
                 return None
+            if self._pause:
+                self._park()
+                continue  # resumed (or asked to stop meanwhile): check again
             if server is not None:
                 server.before_run(self.index)
+            self.runs += 1
             self.in_run = True
             try:
                 exit_ = vcpu.run()
@@ -148,6 +163,34 @@ class VcpuLoop:
         return True
 
     def request_stop(self) -> None:
-        """Ask ``run`` to return None at its next check (from any thread)."""
-        self._stop = True
+        """Ask ``run`` to return None at its next check (from any thread); a parked thread
+        leaves its pause to return."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
         self.kick()
+
+    def request_pause(self) -> None:
+        """Ask the thread in ``run`` to park at its next check, out of ``KVM_RUN``, until
+        ``resume`` (from any thread; ``wait_parked`` waits for it)."""
+        with self._cond:
+            self._pause = True
+        self.kick()
+
+    def wait_parked(self, timeout: float) -> bool:
+        """Wait until the thread has parked after ``request_pause``; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self.parked or not self._pause, timeout)
+
+    def resume(self) -> None:
+        """End a pause: the parked thread goes on with its entry check."""
+        with self._cond:
+            self._pause = False
+            self._cond.notify_all()
+
+    def _park(self) -> None:
+        with self._cond:
+            self.parked = True
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: not self._pause or self._stop)
+            self.parked = False

@@ -251,24 +251,41 @@ class ProviderVcpu:
         self.set_regs(((reg_id, value),))
 
     def set_regs(self, items: Sequence[tuple[int, int]]) -> None:
-        """In order; raises on the first failure (earlier writes stay), as KVM would."""
-        run: list[tuple[int, int]] = []  # consecutive kernel writes, sent as one batch
-        for reg_id, value in items:
-            if reg_id in sdei_block.IDS or reg_id == firmware.STD_BMAP:
-                if run:
-                    self.kernel.set_regs(run)
-                    run = []
-                self._set_own(reg_id, value)
-            else:
-                run.append((reg_id, value))
-        if run:
-            self.kernel.set_regs(run)
+        """In order; raises on the first failure (earlier writes stay), as KVM would.
 
-    def _set_own(self, reg_id: int, value: int) -> None:
-        if reg_id in sdei_block.IDS:
-            sdei_block.check(reg_id, value)
-            sdei_block.write(self.machine, self.index, {reg_id: value})
-            return
+        Consecutive kernel writes go to the kernel as one batch; consecutive SDEI writes are
+        each checked, then applied to the model as one state change (``sdei_block.write``),
+        so a restore's 47 cost one decode, not 47."""
+        run: list[tuple[int, int]] = []  # consecutive kernel writes, sent as one batch
+        own: dict[int, int] = {}  # consecutive checked SDEI writes, applied as one change
+        try:
+            for reg_id, value in items:
+                if reg_id in sdei_block.IDS:
+                    if run:
+                        run, batch = [], run
+                        self.kernel.set_regs(batch)
+                    sdei_block.check(reg_id, value)
+                    own[reg_id] = value
+                    continue
+                if own:
+                    own, block = {}, own
+                    sdei_block.write(self.machine, self.index, block)
+                if reg_id == firmware.STD_BMAP:
+                    if run:
+                        run, batch = [], run
+                        self.kernel.set_regs(batch)
+                    self._set_std_bmap(value)
+                else:
+                    run.append((reg_id, value))
+            if run:
+                run, batch = [], run
+                self.kernel.set_regs(batch)
+        finally:
+            if own:  # the SDEI writes checked before a refused one stay, as KVM's would
+                sdei_block.write(self.machine, self.index, own)
+
+    def _set_std_bmap(self, value: int) -> None:
+        reg_id = firmware.STD_BMAP
         # STD_BMAP: bit 1 is ours; the kernel judges (and stores) the rest.
         want = bool(value & _SDEI_BIT)
         rest = value & ~_SDEI_BIT

@@ -1,0 +1,93 @@
+"""Live migration of the reference VMM's running Linux guest, for the linux-guest suite.
+
+With every vCPU thread parked (``ReferenceVmm.pause``: out of ``KVM_RUN``, the last MMIO
+access finished), ``save`` takes the whole-VM snapshot of ``sdei_state.migration``
+(``save_vm_snapshot``: every register ``KVM_GET_REG_LIST`` lists plus the SDEI block from the
+provider's register view, the timer included; the vGICv3 through its device attributes;
+guest RAM) and carries it through the project's blob format (``VmSnapshot.to_bytes``), with
+the SDEI record so far. ``restore`` builds a fresh VMM (new VM, vGIC, vCPUs) and restores
+into it with ``restore_vm_snapshot`` (``preflight_snapshot`` first, nothing written on a
+problem; then memory, registers with the timer first, the vGIC), and carries the record on
+with a ``migrate`` step. ``migrate`` does both in this process and closes the old VM; the new
+VMM is returned unstarted (the caller points its doorbell at it, then starts it). A
+``Snapshot`` can also be written to a directory and restored by another process
+(``linux_guest_handoff``).
+
+Limitation: KVM_{GET,SET}_MP_STATE has no binding here yet, so the destination's vCPUs are
+all powered on; the suite migrates only at points where every CPU of the guest is online.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import RestoreError
+from ..kvm import Kvm
+from ..migration.vm import VmSnapshot, restore_vm_snapshot, save_vm_snapshot
+from ..vmm.reference import Console, Doorbell
+from ..vmm.reference.record import MigrateRecord, Record, from_json, to_json
+from ..vmm.reference.vmm import ReferenceVmm, VmmConfig
+from .linux_guest_run import MigrationCost
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    cfg: VmmConfig
+    blob: bytes
+    """The whole VM in the blob format (``VmSnapshot.to_bytes``)."""
+    records: tuple[Record, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.blob)
+
+    def write(self, d: Path) -> None:
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "vm.blob").write_bytes(self.blob)
+        (d / "records.json").write_text(json.dumps(to_json(self.records)))
+        (d / "machine.json").write_text(json.dumps({"vcpus": self.cfg.vcpus,
+                                                    "ram_mb": self.cfg.ram_mb}))
+
+    @classmethod
+    def read(cls, d: Path) -> Snapshot:
+        """ValueError naming what is wrong (the blob itself is checked when restored)."""
+        m = json.loads((d / "machine.json").read_text())
+        return cls(VmmConfig(m["vcpus"], m["ram_mb"]), (d / "vm.blob").read_bytes(),
+                   tuple(from_json(json.loads((d / "records.json").read_text()))))
+
+
+def save(vmm: ReferenceVmm) -> Snapshot:
+    """Everything of a paused VMM."""
+    snap = save_vm_snapshot(vmm.regs, gic=vmm.gic.device, memory=[vmm.ram])
+    return Snapshot(vmm.cfg, snap.to_bytes(), tuple(vmm.provider.records))
+
+
+def restore(snap: Snapshot, console: Console, *, kvm: Kvm | None = None,
+            doorbell: Doorbell | None = None) -> ReferenceVmm | str:
+    """A new, unstarted VMM holding ``snap``; or why it was refused (nothing restored)."""
+    vm_snap = VmSnapshot.from_bytes(snap.blob)
+    new = ReferenceVmm(snap.cfg, console, kvm=kvm, doorbell=doorbell, secondaries_off=False)
+    try:
+        restore_vm_snapshot(new.regs, vm_snap, gic=new.gic.device, memory=[new.ram])
+    except RestoreError as e:
+        new.close()
+        return str(e)
+    new.provider.records = [*snap.records, MigrateRecord()]
+    return new
+
+
+def migrate(old: ReferenceVmm) -> tuple[ReferenceVmm, MigrationCost]:
+    """Pause, save, restore into a new VMM in this process, close ``old``."""
+    t0 = time.monotonic()
+    if not old.pause(30):
+        return old, MigrationCost(time.monotonic() - t0, 0, problem="the vCPUs did not park")
+    snap = save(old)
+    new = restore(snap, old.console, kvm=old.kvm, doorbell=old.doorbell)
+    if isinstance(new, str):
+        return old, MigrationCost(time.monotonic() - t0, snap.size, problem=new)
+    old.shutdown("migrated")
+    old.close()
+    return new, MigrationCost(time.monotonic() - t0, snap.size)
