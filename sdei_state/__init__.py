@@ -26,7 +26,7 @@ from .errors import (
     SdeiStateError,
 )
 from .events import ASYNC_PF, EVENTS, SW_SIGNALED, Event
-from .machine import TRANSITIONS, Action, CallOutcome, Machine, affinity_of, transition
+from .machine import CallOutcome, Machine, affinity_of
 from .spec import (
     CompleteStatus,
     EventType,
@@ -40,14 +40,15 @@ from .spec import (
     Status,
 )
 from .state import Context, EventState, HandlerState, StateError, VcpuState
-from .vcpu.transport import RegTransport
+from .transitions import TRANSITIONS, Action, transition
+from .vcpu.transport import HostFacts, RegTransport
 
 if TYPE_CHECKING:  # what the lazy names below resolve to, for type checkers
     from .migration import (
         Blob,
         Destination,
+        PreflightProblem,
         PreflightReport,
-        Problem,
         RestoreResult,
         VcpuRegisters,
         preflight,
@@ -70,8 +71,8 @@ __version__ = "0.1.0"
 
 _LAZY: dict[str, str] = {
     **dict.fromkeys(
-        ("Blob", "Destination", "PreflightReport", "Problem", "RestoreResult", "VcpuRegisters",
-         "preflight", "restore_vcpu", "restore_vm", "save_vcpu", "save_vm"),
+        ("Blob", "Destination", "PreflightProblem", "PreflightReport", "RestoreResult",
+         "VcpuRegisters", "preflight", "restore_vcpu", "restore_vm", "save_vcpu", "save_vm"),
         "sdei_state.migration"),
     **dict.fromkeys(
         ("HOST_LINUX_6_1", "HOST_LINUX_6_12", "HOST_LINUX_6_18_NEOVERSE", "HOST_SDEI",
@@ -120,14 +121,15 @@ __all__ = [
     "Feature",
     "Function",
     "HandlerState",
+    "HostFacts",
     "HostFirmware",
     "Info",
     "KvmError",
     "Machine",
     "MemoryCpu",
+    "PreflightProblem",
     "PreflightReport",
     "Priority",
-    "Problem",
     "RegError",
     "RegListTooSmall",
     "RegTransport",

@@ -202,9 +202,7 @@ class Machine:
                                    | (known < 2 or x[1] != 0) << 1
                                    | (known < 3 or x[2] != 0) << 2])
             cpu.write(out)
-            # Take the list only when it has kicks: the empty one stays ours, since another
-            # thread's call appends to self._kicks under the lock once we have released it
-            # (an alias here would send that thread's kicks twice).
+            # Never alias the empty list: a later call appends to it (kicks sent twice).
             kicks: list[int] | tuple[()] = ()
             if self._kicks:
                 kicks, self._kicks = self._kicks, []

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from sdei_state.guest import a64 as A
 from sdei_state.guest.a64 import SP, XZR, Cond, EncodeError, SysReg, sysreg
-from sdei_state.guest.disasm import Op, decode, decode_insn
+from sdei_state.guest.disasm import Op, decode_insn, disassemble
 
 EXACT: Final[tuple[tuple[Callable[..., int], tuple[Any, ...], str, int], ...]] = (
     (A.movz, (0, 0x8400, 16), "movz x0, #0x8400, lsl #16", 0xD2B08000),
@@ -140,7 +140,7 @@ movz x2, #0x1000, lsl #16; str x0, [x2]; b ."""
 def test_exact_word_and_text(encoder: Callable[..., int], args: tuple[Any, ...], text: str,
                              word: int) -> None:
     assert encoder(*args) == word
-    assert decode(word) == text
+    assert disassemble(word) == text
     insn = decode_insn(word)
     assert insn is not None and insn.encode() == word
 
@@ -302,7 +302,7 @@ def test_every_encoding_decodes_back_to_itself(word: int) -> None:
     insn = decode_insn(word)
     assert insn is not None, f"{word:#010x} not decoded"
     assert insn.encode() == word
-    assert not decode(word).startswith(".inst")
+    assert not disassemble(word).startswith(".inst")
 
 
 @pytest.mark.parametrize("word", [0x00000000, 0xFFFFFFFF, 0xD61F03E0, 0xD5184240, 0xD50042BF,
@@ -310,15 +310,15 @@ def test_every_encoding_decodes_back_to_itself(word: int) -> None:
 def test_words_outside_the_subset_print_as_inst(word: int) -> None:
     # udf, all-ones, br xzr, msr currentel, msr spsel #2, add extended, orr shifted, b.cond o0=1
     assert decode_insn(word) is None
-    assert decode(word) == f".inst {word:#010x}"
+    assert disassemble(word) == f".inst {word:#010x}"
 
 
 def test_decode_with_pc_prints_absolute_targets() -> None:
     pc = 0x4000_0100
-    assert decode(A.b(-0x100), pc) == "b 0x40000000"
-    assert decode(A.adr(2, 0x27FC), pc) == "adr x2, 0x400028fc"
-    assert decode(A.adrp(0, 0x1000), pc + 4) == "adrp x0, 0x40001000"
-    assert decode(A.cbz(1, 8), pc) == "cbz x1, 0x40000108"
+    assert disassemble(A.b(-0x100), pc) == "b 0x40000000"
+    assert disassemble(A.adr(2, 0x27FC), pc) == "adr x2, 0x400028fc"
+    assert disassemble(A.adrp(0, 0x1000), pc + 4) == "adrp x0, 0x40001000"
+    assert disassemble(A.cbz(1, 8), pc) == "cbz x1, 0x40000108"
     insn = decode_insn(A.b_cond(Cond.GE, -4))
     assert insn is not None and insn.target(pc) == pc - 4
 
@@ -326,7 +326,7 @@ def test_decode_with_pc_prints_absolute_targets() -> None:
 @pytest.mark.parametrize("word", [-1, 1 << 32, True])
 def test_decode_rejects_non_words(word: int) -> None:
     with pytest.raises(ValueError, match="is not a 32-bit instruction word"):
-        decode(word)
+        disassemble(word)
 
 
 # -- GNU binutils --------------------------------------------------------------------------
@@ -344,12 +344,12 @@ def test_exact_table_agrees_with_gnu_as() -> None:
 
 @needs_binutils
 def test_random_encodings_assemble_back_with_gnu_as() -> None:
-    """decode() text of random encodings, assembled by GNU as, gives the same words (adrp
+    """disassemble() text of random encodings, assembled by GNU as, gives the same words (adrp
     is left out: as turns a page-relative target into a relocation)."""
     rnd = random.Random(5054)
     words = _seeded_words(rnd, 1500)
-    got = binutils.assemble([decode(w) for w in words])
-    bad = [(f"{w:#010x}", decode(w), f"{g:#010x}") for w, g in zip(words, got, strict=True)
+    got = binutils.assemble([disassemble(w) for w in words])
+    bad = [(f"{w:#010x}", disassemble(w), f"{g:#010x}") for w, g in zip(words, got, strict=True)
            if w != g]
     assert not bad, bad[:10]
 
@@ -359,7 +359,7 @@ def test_adrp_agrees_with_objdump() -> None:
     vma = 0x4000_0000
     words = [A.adrp(n % 31, 4096 * off) for n, off in
              enumerate((0, 1, -1, 7, -7, (1 << 20) - 1, -(1 << 20), 0x12345))]
-    ours = [decode(w, vma + 4 * n) for n, w in enumerate(words)]
+    ours = [disassemble(w, vma + 4 * n) for n, w in enumerate(words)]
     assert binutils.disassemble(words, vma) == ours
 
 

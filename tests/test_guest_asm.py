@@ -10,7 +10,7 @@ import pytest
 from sdei_state.guest import a64 as A
 from sdei_state.guest.a64 import Cond, EncodeError
 from sdei_state.guest.asm import Asm, AsmError, Image
-from sdei_state.guest.disasm import decode, decode_insn
+from sdei_state.guest.disasm import decode_insn, disassemble
 
 BASE = 0x4000_0000
 
@@ -138,4 +138,4 @@ def test_assemble_is_repeatable_and_does_not_freeze_the_assembler() -> None:
     assert second.data[:4] == first.data[:4] and len(second.data) == 8
     insn = decode_insn(second.word(BASE))
     assert insn is not None and insn.target(BASE) == BASE + 4
-    assert decode(second.word(BASE + 4)) == "nop"
+    assert disassemble(second.word(BASE + 4)) == "nop"

@@ -22,7 +22,7 @@ from test_kvm_ioctls import _arm64_uapi_dirs, _compare, _compile_and_run
 from sdei_state.errors import KvmError
 from sdei_state.kvm import Device, DeviceAttrError, DeviceType, Kvm, ffi, ioctls
 from sdei_state.kvm import vgic as uapi
-from sdei_state.kvm.ffi import Backend
+from sdei_state.kvm.ffi import FfiBackend
 from sdei_state.vmm.gic import GicLayout
 
 KVM_DEV_TYPE_VFIO = 4
@@ -156,7 +156,7 @@ def test_gic_layout() -> None:
         g.redist_frame(4)
 
 
-def _vgic_checks(be: Backend) -> list[tuple[str, str, str, int]]:
+def _vgic_checks(be: FfiBackend) -> list[tuple[str, str, str, int]]:
     out = [(d.macro, d.macro, d.macro, d.value) for d in DeviceType]
     out.append(("sizeof kvm_create_device", "", "sizeof(struct kvm_create_device)",
                 be.ffi.sizeof("struct kvm_create_device")))

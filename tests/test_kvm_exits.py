@@ -18,17 +18,17 @@ from sdei_state.kvm.exits import (
     SystemEventExit,
     decode_exit,
 )
-from sdei_state.kvm.ffi import Backend
+from sdei_state.kvm.ffi import FfiBackend
 
 
 @pytest.fixture(params=["abi", "api"])
-def be(request: pytest.FixtureRequest) -> Backend:
+def be(request: pytest.FixtureRequest) -> FfiBackend:
     if request.param == "api" and ffi.api_unavailable_reason():
         pytest.skip(f"cffi API mode: {ffi.api_unavailable_reason()}")
     return ffi.backend(request.param)
 
 
-def test_mmio(be: Backend) -> None:
+def test_mmio(be: FfiBackend) -> None:
     run = be.ffi.new("struct kvm_run *")
     run.exit_reason = ExitReason.MMIO
     run.mmio.phys_addr = 0x10000000
@@ -44,7 +44,7 @@ def test_mmio(be: Backend) -> None:
         ex.phys_addr = 0  # type: ignore[misc]
 
 
-def test_hypercall(be: Backend) -> None:
+def test_hypercall(be: FfiBackend) -> None:
     run = be.ffi.new("struct kvm_run *")
     run.exit_reason = ExitReason.HYPERCALL
     run.hypercall.nr = 0xC4000020
@@ -56,7 +56,7 @@ def test_hypercall(be: Backend) -> None:
     assert not decode_exit(run).smc  # type: ignore[attr-defined]
 
 
-def test_system_event_old_and_new_layout(be: Backend) -> None:
+def test_system_event_old_and_new_layout(be: FfiBackend) -> None:
     run = be.ffi.new("struct kvm_run *")
     run.exit_reason = ExitReason.SYSTEM_EVENT
     run.system_event.type = 2
@@ -67,7 +67,7 @@ def test_system_event_old_and_new_layout(be: Backend) -> None:
     assert decode_exit(run) == SystemEventExit(24, 2, (1, 7))
 
 
-def test_other_kinds(be: Backend) -> None:
+def test_other_kinds(be: FfiBackend) -> None:
     run = be.ffi.new("struct kvm_run *")
     run.exit_reason = ExitReason.FAIL_ENTRY
     run.fail_entry.hardware_entry_failure_reason = 0x21
@@ -87,7 +87,7 @@ def test_other_kinds(be: Backend) -> None:
     assert OtherExit(999).name == "exit reason 999"
 
 
-def test_run_layout(be: Backend) -> None:
+def test_run_layout(be: FfiBackend) -> None:
     f = be.ffi
     assert f.offsetof("struct kvm_run", "exit_reason") == 8
     assert f.offsetof("struct kvm_run", "mmio") == 32

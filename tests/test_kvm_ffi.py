@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sdei_state.kvm import ffi
-from sdei_state.kvm.ffi import BackendError
+from sdei_state.kvm.ffi import FfiBackendError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,9 +20,9 @@ def test_env_var_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(ffi.ENV_VAR, value)
         assert ffi.requested_mode() == want
     monkeypatch.setenv(ffi.ENV_VAR, "fast")
-    with pytest.raises(BackendError, match=r"SDEI_STATE_CFFI='fast': expected"):
+    with pytest.raises(FfiBackendError, match=r"SDEI_STATE_CFFI='fast': expected"):
         ffi.requested_mode()
-    with pytest.raises(BackendError, match="cffi mode 'x'"):
+    with pytest.raises(FfiBackendError, match="cffi mode 'x'"):
         ffi.backend("x")  # type: ignore[arg-type]
 
 
@@ -59,7 +59,7 @@ def test_no_compiler_reason(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CC", "/nonexistent/cc")
     why = ffi.api_unavailable_reason()
     assert why is not None and "no C compiler" in why
-    with pytest.raises(BackendError, match="API mode unavailable: no compiled module"):
+    with pytest.raises(FfiBackendError, match="API mode unavailable: no compiled module"):
         ffi.backend("api")
 
 

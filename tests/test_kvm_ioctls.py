@@ -21,12 +21,12 @@ import pytest
 from sdei_state.kvm import arm64, ffi, ioctls
 from sdei_state.kvm.caps import Cap
 from sdei_state.kvm.exits import ExitReason, SystemEventType
-from sdei_state.kvm.ffi import Backend
+from sdei_state.kvm.ffi import FfiBackend
 from sdei_state.regs import firmware, ids
 
 
 @pytest.fixture(params=["abi", "api"])
-def be(request: pytest.FixtureRequest) -> Backend:
+def be(request: pytest.FixtureRequest) -> FfiBackend:
     if request.param == "api":
         why = ffi.api_unavailable_reason()
         if why:
@@ -47,7 +47,7 @@ def test_ioc_arithmetic() -> None:
         ioctls.ioc(0, 0xAE, 0x100, 0)
 
 
-def test_ioctl_sizes_match_cdefs(be: Backend) -> None:
+def test_ioctl_sizes_match_cdefs(be: FfiBackend) -> None:
     for i in ioctls.IOCTLS:
         if i.struct is None:
             assert i.size == 0 and i.direction == ioctls.IOC_NONE, i.name
@@ -55,7 +55,7 @@ def test_ioctl_sizes_match_cdefs(be: Backend) -> None:
             assert be.ffi.sizeof(i.struct) == i.size, i.name
 
 
-def test_core_reg_offsets_match_cdefs(be: Backend) -> None:
+def test_core_reg_offsets_match_cdefs(be: FfiBackend) -> None:
     off = be.ffi.offsetof
     s = "struct kvm_regs_core"
     regs = off(s, "regs")
@@ -76,7 +76,7 @@ def test_core_reg_offsets_match_cdefs(be: Backend) -> None:
 
 # -- against the C headers --------------------------------------------------------------------
 
-def _generic_checks(be: Backend) -> list[tuple[str, str, str, int]]:
+def _generic_checks(be: FfiBackend) -> list[tuple[str, str, str, int]]:
     """(label, guard macro or "", C expression, expected value)."""
     f = be.ffi
     out: list[tuple[str, str, str, int]] = [(i.name, i.name, i.name, i.number)
@@ -119,7 +119,7 @@ def _generic_checks(be: Backend) -> list[tuple[str, str, str, int]]:
     return out
 
 
-def _arm64_checks(be: Backend) -> list[tuple[str, str, str, int]]:
+def _arm64_checks(be: FfiBackend) -> list[tuple[str, str, str, int]]:
     f = be.ffi
     out = [(i.name, "", i.name, i.number) for i in ioctls.IOCTLS
            if i.struct is not None and "vcpu_init" in i.struct]
@@ -189,7 +189,7 @@ def _compare(checks: list[tuple[str, str, str, int]], got: dict[str, int],
     assert not missing, f"the headers lack {sorted(missing)}"
 
 
-def test_generic_against_host_headers(be: Backend, tmp_path: Path) -> None:
+def test_generic_against_host_headers(be: FfiBackend, tmp_path: Path) -> None:
     if not Path("/usr/include/linux/kvm.h").is_file():
         pytest.skip("no /usr/include/linux/kvm.h (Debian: apt-get install linux-libc-dev)")
     checks = _generic_checks(be)
@@ -206,7 +206,7 @@ def _arm64_uapi_dirs() -> Iterator[Path]:
     yield default_cache_dir() / "uapi-arm64" / "usr" / "include"
 
 
-def test_arm64_against_arm64_headers(be: Backend, tmp_path: Path) -> None:
+def test_arm64_against_arm64_headers(be: FfiBackend, tmp_path: Path) -> None:
     root = next((d for d in _arm64_uapi_dirs()
                  if (d / "aarch64-linux-gnu" / "asm" / "kvm.h").is_file()), None)
     if root is None:

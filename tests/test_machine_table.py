@@ -1,7 +1,7 @@
 """The handler-state table, cell by cell.
 
 Three layers, each against an expectation written out here rather than derived from the code:
-``machine.TRANSITIONS`` against TF-A's ``sdei_state_table`` and the check marks of DEN0054C
+``transitions.TRANSITIONS`` against TF-A's ``sdei_state_table`` and the check marks of DEN0054C
 Table 14 (reference/SDEI.md 2.4 and 3.2); then every (state, call) pair on a real ``Machine``,
 for both events, with the exact x0 and the exact resulting state; then the dispatch column.
 The state diagram and the permitted-calls tables in docs/state-machine.md are generated here
@@ -29,9 +29,9 @@ from helpers import (
 
 from sdei_state.cpu import CONTEXT_GPRS, CpuReg
 from sdei_state.events import Event
-from sdei_state.machine import TRANSITIONS, Action, transition
 from sdei_state.spec import CompleteStatus, Function, Ret
 from sdei_state.state import EventState, HandlerState, handler_entry_pstate
+from sdei_state.transitions import TRANSITIONS, Action, transition
 
 S = HandlerState
 ORDER: Final = (
@@ -355,7 +355,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def permitted_calls_markdown() -> str:
-    """DEN0054C Table 14 plus dispatch, generated from ``machine.TRANSITIONS``."""
+    """DEN0054C Table 14 plus dispatch, generated from ``transitions.TRANSITIONS``."""
     rows = []
     for state in ORDER:
         cells = [_row_label(state)]
@@ -394,7 +394,7 @@ MERMAID_IDS: Final = {
 
 
 def state_diagram_mermaid() -> str:
-    """The six states and every state-changing cell of ``machine.TRANSITIONS`` as a mermaid
+    """The six states and every state-changing cell of ``transitions.TRANSITIONS`` as a mermaid
     state diagram (cells that keep the state are in the tables, not drawn)."""
     lines = ["```mermaid", "stateDiagram-v2"]
     lines += [f'    state "{SPEC_NAMES[s]} ({int(s)})" as {MERMAID_IDS[s]}' for s in ORDER]

@@ -23,6 +23,7 @@ from sdei_state.migration.preflight import check_vcpu
 from sdei_state.regs import firmware
 from sdei_state.regs.firmware import HostFirmware, PsciVersion
 from sdei_state.regs.sdei import SDEI_REG_IDS
+from sdei_state.vcpu.transport import HostFacts, RegTransport
 
 PSCI, WA1, WA2, WA3 = (0x6030_0000_0014_0000 + n for n in range(4))
 STD, STD_HYP, VENDOR, VENDOR_2 = (0x6030_0000_0016_0000 + n for n in range(4))
@@ -282,6 +283,28 @@ def test_destination_of_vcpus_reads_without_writing(sim_vm: SimVmFactory) -> Non
     assert dict(d.current) == {PSCI: 0x10001, STD: 0x3, STD_HYP: 0x1, VENDOR: 0x3}
     with pytest.raises(ValueError, match="no vCPU"):
         Destination.of_vcpus([])
+
+
+class _Bare:
+    """A transport over a simulated vCPU that declares no HostFacts, as a real vCPU."""
+
+    def __init__(self, inner: RegTransport) -> None:
+        self.reg_list, self.get_reg, self.set_reg = inner.reg_list, inner.get_reg, inner.set_reg
+        self.get_regs, self.set_regs = inner.get_regs, inner.set_regs
+
+
+def test_destination_takes_host_facts_only_from_what_declares_them(sim_vm: SimVmFactory) -> None:
+    h = firmware.HOST_LINUX_6_1
+    vm = sim_vm(1, host=h, psci_0_2=False)
+    vm.vcpus[0].call("VERSION")
+    facts: HostFacts = vm.vcpus[0]  # SimVcpu declares the protocol (mypy checks it here)
+    assert isinstance(facts, HostFacts)
+    d = Destination.of_vcpus(vm.vcpus)
+    assert (d.host, d.psci_0_2, d.has_run) == (h, False, True)
+    bare = _Bare(vm.vcpus[0])
+    assert not isinstance(bare, HostFacts)
+    d = Destination.of_vcpus([bare])
+    assert (d.host.name, d.psci_0_2, d.has_run) == ("destination (inferred)", True, False)
 
 
 # -- values that do not fit their register ---------------------------------------------------

@@ -95,7 +95,7 @@ def test_core_table_is_what_kvm_lists() -> None:
     assert ids.CORE_REG_IDS[0] == 0x6030000000100000
     assert ids.CORE_REG_IDS[-1] == 0x60200000001000D5
     assert list(ids.CORE_REG_IDS) == sorted(ids.CORE_REG_IDS, key=lambda i: i & 0xFFFF)
-    assert {ids.decode(i).size for i in ids.CORE_REG_IDS} == {
+    assert {ids.decode_id(i).size for i in ids.CORE_REG_IDS} == {
         RegSize.U32, RegSize.U64, RegSize.U128}
 
 
@@ -116,7 +116,7 @@ SYSREG_CASES = [
 @pytest.mark.parametrize(("name", "enc", "reg_id"), SYSREG_CASES)
 def test_sysreg_ids(name: str, enc: tuple[int, int, int, int, int], reg_id: int) -> None:
     assert ids.sys_reg(*enc) == reg_id
-    r = ids.decode(reg_id)
+    r = ids.decode_id(reg_id)
     assert isinstance(r, SysRegId) and r.encoding == enc and r.name == name
     assert ids.parse(name) == reg_id
 
@@ -167,7 +167,7 @@ def test_sysreg_table_names_round_trip() -> None:
     # KVM exposes these as core registers, so the sysreg table must not claim them.
     for core_name in ("ELR_EL1", "SPSR_EL1", "SP_EL0", "SP_EL1", "FPSR", "FPCR"):
         assert core_name not in sysregs.ENCODING_BY_NAME
-        assert ids.decode(ids.parse(core_name)).group is Group.CORE
+        assert ids.decode_id(ids.parse(core_name)).group is Group.CORE
 
 
 def test_sysreg_field_range_checked() -> None:
@@ -212,28 +212,28 @@ def test_sve_and_demux_ids() -> None:
 
 
 def test_decode_each_group() -> None:
-    assert ids.decode(0x6030000000100040) == CoreRegId(0x6030000000100040, RegSize.U64, 0x40)
-    assert ids.decode(0x6020000000110003) == DemuxRegId(0x6020000000110003, RegSize.U32, 3)
-    assert ids.decode(0x603000000013C600) == SysRegId(
+    assert ids.decode_id(0x6030000000100040) == CoreRegId(0x6030000000100040, RegSize.U64, 0x40)
+    assert ids.decode_id(0x6020000000110003) == DemuxRegId(0x6020000000110003, RegSize.U32, 3)
+    assert ids.decode_id(0x603000000013C600) == SysRegId(
         0x603000000013C600, RegSize.U64, 3, 0, 12, 0, 0)
-    assert ids.decode(0x6030000000140110) == FwRegId(0x6030000000140110, RegSize.U64, 0x110)
-    assert ids.decode(0x6030000000160003) == FwFeatBmapRegId(
+    assert ids.decode_id(0x6030000000140110) == FwRegId(0x6030000000140110, RegSize.U64, 0x110)
+    assert ids.decode_id(0x6030000000160003) == FwFeatBmapRegId(
         0x6030000000160003, RegSize.U64, 3)
-    assert ids.decode(0x60800000001500A2) == SveRegId(
+    assert ids.decode_id(0x60800000001500A2) == SveRegId(
         0x60800000001500A2, RegSize.U2048, SveKind.ZREG, 5, 2)
-    assert ids.decode(0x60500000001505E1) == SveRegId(
+    assert ids.decode_id(0x60500000001505E1) == SveRegId(
         0x60500000001505E1, RegSize.U256, SveKind.PREG, 15, 1)
-    assert ids.decode(0x6050000000150603) == SveRegId(
+    assert ids.decode_id(0x6050000000150603) == SveRegId(
         0x6050000000150603, RegSize.U256, SveKind.FFR, 0, 3)
-    assert ids.decode(ids.KVM_REG_ARM64_SVE_VLS).kind is SveKind.VLS  # type: ignore[attr-defined]
+    assert ids.decode_id(ids.KVM_REG_ARM64_SVE_VLS).kind is SveKind.VLS  # type: ignore[attr-defined]
 
 
 def test_decoded_ids_are_frozen() -> None:
-    r = ids.decode(ids.fw_reg(0))
+    r = ids.decode_id(ids.fw_reg(0))
     assert isinstance(r, FwRegId)
     with pytest.raises(dataclasses.FrozenInstanceError):
         r.regno = 1  # type: ignore[misc]
-    assert r.group is Group.FW and r.nbytes == 8 and hash(r) == hash(ids.decode(ids.fw_reg(0)))
+    assert r.group is Group.FW and r.nbytes == 8 and hash(r) == hash(ids.decode_id(ids.fw_reg(0)))
 
 
 MALFORMED = [
@@ -274,7 +274,7 @@ MALFORMED = [
 @pytest.mark.parametrize(("reg_id", "reason"), MALFORMED)
 def test_malformed_ids_rejected_with_reason(reg_id: int, reason: str) -> None:
     with pytest.raises(InvalidRegId) as exc:
-        ids.decode(reg_id)
+        ids.decode_id(reg_id)
     assert reason in exc.value.reason
     assert exc.value.reg_id == reg_id
     assert f"{reg_id:#018x} is not a valid arm64 register id: " in str(exc.value)
@@ -288,7 +288,7 @@ def test_malformed_ids_rejected_with_reason(reg_id: int, reason: str) -> None:
 @pytest.mark.parametrize("bad", [-1, 1 << 64, "0x6030000000140000", 1.0, True, None])
 def test_decode_rejects_non_u64(bad: object) -> None:
     with pytest.raises(InvalidRegId, match="unsigned 64-bit"):
-        ids.decode(bad)  # type: ignore[arg-type]
+        ids.decode_id(bad)  # type: ignore[arg-type]
     assert "invalid" in ids.describe(bad)  # type: ignore[arg-type]
     assert not ids.is_valid(bad)  # type: ignore[arg-type]
 
@@ -493,7 +493,7 @@ def test_describe_and_short_name_parse_back(reg_id: int) -> None:
 def test_decode_is_total_and_consistent(reg_id: int) -> None:
     assert ids.reg_size(reg_id) == 1 << ((reg_id >> 52) & 0xF)
     try:
-        r = ids.decode(reg_id)
+        r = ids.decode_id(reg_id)
     except InvalidRegId as e:
         assert e.reason and not ids.is_valid(reg_id)
         return
@@ -509,15 +509,15 @@ def test_decode_is_total_and_consistent(reg_id: int) -> None:
 @given(st.integers(0, 3), st.integers(0, 7), st.integers(0, 15), st.integers(0, 15),
        st.integers(0, 7))
 def test_sys_reg_encode_decode(op0: int, op1: int, crn: int, crm: int, op2: int) -> None:
-    r = ids.decode(ids.sys_reg(op0, op1, crn, crm, op2))
+    r = ids.decode_id(ids.sys_reg(op0, op1, crn, crm, op2))
     assert isinstance(r, SysRegId) and r.encoding == (op0, op1, crn, crm, op2)
 
 
 @settings(max_examples=200)
 @given(st.integers(0, 0xFFFF))
 def test_fw_regno_encode_decode(regno: int) -> None:
-    fw = ids.decode(ids.fw_reg(regno))
-    bmap = ids.decode(ids.fw_feat_bmap_reg(regno))
+    fw = ids.decode_id(ids.fw_reg(regno))
+    bmap = ids.decode_id(ids.fw_feat_bmap_reg(regno))
     assert isinstance(fw, FwRegId) and fw.regno == regno
     assert isinstance(bmap, FwFeatBmapRegId) and bmap.regno == regno
 
@@ -538,7 +538,7 @@ def test_sve_fields_exhaustive() -> None:
         for size in (RegSize.U64, RegSize.U256, RegSize.U512, RegSize.U2048):
             reg_id = ids.KVM_REG_ARM64 | size.bits | ids.KVM_REG_ARM64_SVE | f
             if ids.is_valid(reg_id):
-                r = ids.decode(reg_id)
+                r = ids.decode_id(reg_id)
                 assert isinstance(r, SveRegId)
                 kinds[r.kind] = kinds.get(r.kind, 0) + 1
                 assert ids.parse(r.expr) == reg_id

@@ -17,7 +17,7 @@ import pytest
 from sdei_state import cli, scenario
 from sdei_state.cpu import CpuReg
 from sdei_state.errors import ScenarioError
-from sdei_state.guest.disasm import decode
+from sdei_state.guest.disasm import disassemble
 from sdei_state.regs import firmware
 from sdei_state.regs import sdei as sdei_regs
 from sdei_state.scenario import agreement, kvm_replay, kvm_stub
@@ -30,7 +30,7 @@ def test_stub_memory_is_hvc_and_tables_alias_every_address() -> None:
     assert len(mem) == kvm_stub.MEM_SIZE
     words = set(struct.unpack_from(f"<{kvm_stub.BLOCK // 4}I", mem))
     assert words == {kvm_stub.HVC}
-    assert "hvc" in str(decode(kvm_stub.HVC, 0))
+    assert "hvc" in str(disassemble(kvm_stub.HVC, 0))
     assert kvm_stub.HVC & 0xFFFF == 0xDE02  # T32 udf #2
     l0, l1, l2 = (struct.unpack_from("<512Q", mem, kvm_stub.TABLES + 4096 * n)
                   for n in range(3))

@@ -43,7 +43,7 @@ from sdei_state.selftest.programs.catalog import (
     vcpu_layout,
 )
 from sdei_state.selftest.programs.program import IDLE_X
-from sdei_state.selftest.scenarios import Scenario, checked, run_scenario
+from sdei_state.selftest.scenarios import GuestScenario, checked, run_scenario
 from sdei_state.selftest.sdei_suites import DISPATCH_CASES, SCENARIOS
 from sdei_state.selftest.sim_engine import SimEngine
 from sdei_state.selftest.stress_suite import PLANS, Plan, StressRun, check, run_sim
@@ -286,7 +286,7 @@ def test_a_run_that_stops_at_a_fault_fails() -> None:
     broken = dataclasses.replace(prog, image=dataclasses.replace(
         prog.image, data=prog.image.data.replace(
             (0xD4000002).to_bytes(4, "little"), bytes(4), 1)))  # first hvc -> udf
-    sc = Scenario("broken", lambda: (broken,))
+    sc = GuestScenario("broken", lambda: (broken,))
     be = SimBackend("test")
     with pytest.raises(CheckFailed, match="did not settle: it stopped at FAULT"):
         checked(be, sc, lambda _o: None)
@@ -294,7 +294,7 @@ def test_a_run_that_stops_at_a_fault_fails() -> None:
 
 def test_failed_runs_are_remembered_for_every_case() -> None:
     be = SimBackend("test")
-    sc = Scenario("never", lambda: (PROGRAMS["dispatch-complete"](),))
+    sc = GuestScenario("never", lambda: (PROGRAMS["dispatch-complete"](),))
     calls = []
 
     def boom(_programs: Any, *, in_kernel: bool = False) -> Any:

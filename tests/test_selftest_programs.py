@@ -12,7 +12,7 @@ import pytest
 
 from sdei_state.events import ASYNC_PF, SW_SIGNALED
 from sdei_state.guest import a64 as A
-from sdei_state.guest.disasm import BRANCHES, Op, decode, decode_insn
+from sdei_state.guest.disasm import BRANCHES, Op, decode_insn, disassemble
 from sdei_state.guest.doorbell import BellKind, bell_code
 from sdei_state.guest.layout import LAYOUT, MAX_MAIN_CALLS
 from sdei_state.selftest.programs import program as B
@@ -54,7 +54,7 @@ def test_every_code_word_is_in_the_subset(prog: GuestProgram) -> None:
         assert insn is not None, f"{addr:#x}: {word:#010x} is not an instruction of the subset"
         assert insn.encode() == word
         # No indirect branches: every control transfer is checkable below.
-        assert insn.op not in (Op.BR, Op.BLR, Op.RET), f"{addr:#x}: {decode(word, addr)}"
+        assert insn.op not in (Op.BR, Op.BLR, Op.RET), f"{addr:#x}: {disassemble(word, addr)}"
 
 
 def test_branch_targets_are_instructions_of_the_image(prog: GuestProgram) -> None:
@@ -65,10 +65,10 @@ def test_branch_targets_are_instructions_of_the_image(prog: GuestProgram) -> Non
         target = insn.target(addr)
         if insn.op in BRANCHES:
             assert target is not None and img.is_code(target), \
-                f"{addr:#x}: {decode(word, addr)} leaves the code"
+                f"{addr:#x}: {disassemble(word, addr)} leaves the code"
         elif insn.op is Op.ADR:
             assert target is not None and img.is_code(target), \
-                f"{addr:#x}: {decode(word, addr)} does not point at code"
+                f"{addr:#x}: {disassemble(word, addr)} does not point at code"
         else:
             assert insn.op not in (Op.ADRP, Op.LDR_LIT)
 
@@ -228,8 +228,8 @@ needs_binutils = pytest.mark.skipif(binutils.missing() is not None,
 @needs_binutils
 def test_gnu_as_assembles_every_listing_line_back_to_the_image() -> None:
     words = [w for p in programs() for _, w in p.image.code_words()]
-    got = binutils.assemble([decode(w) for w in words])
-    bad = [(f"{w:#010x}", decode(w)) for w, g in zip(words, got, strict=True) if w != g]
+    got = binutils.assemble([disassemble(w) for w in words])
+    bad = [(f"{w:#010x}", disassemble(w)) for w, g in zip(words, got, strict=True) if w != g]
     assert not bad, bad[:10]
 
 

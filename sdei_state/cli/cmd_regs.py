@@ -87,7 +87,7 @@ def _decode_one(text: str, value: int | None) -> dict[str, Any]:
     rid = _reg_id(text)
     out: dict[str, Any] = {"input": text, "id": f"{rid:#018x}"}
     try:
-        d = ids.decode(rid)
+        d = ids.decode_id(rid)
     except ids.InvalidRegId as e:
         out.update(valid=False, reason=e.reason)
         return out

@@ -13,7 +13,7 @@ Modules: ``a64`` (encoder), ``disasm`` (decoder), ``asm`` (labels, fixups, ``Ima
 from __future__ import annotations
 
 from .asm import Asm, AsmError, Image
-from .disasm import decode, decode_insn
+from .disasm import decode_insn, disassemble
 from .doorbell import Bell, BellError, BellKind, bell_code, parse_code, parse_mmio
 from .interpreter import CallStop, GuestCpu, SimError, Stop, StoreStop
 from .layout import LAYOUT, FaultRecord, Layout, LayoutError, Record
@@ -36,8 +36,8 @@ __all__ = [
     "Stop",
     "StoreStop",
     "bell_code",
-    "decode",
     "decode_insn",
+    "disassemble",
     "parse_code",
     "parse_mmio",
 ]

@@ -17,7 +17,7 @@ from typing import Final
 
 from . import a64
 from .a64 import Cond, EncodeError
-from .disasm import decode
+from .disasm import disassemble
 
 Target = str | int
 """A label name, or an absolute address."""
@@ -102,7 +102,7 @@ class Image:
         out: list[str] = []
         for a, w in self.code_words():
             out.extend(f"{n}:" for n in self.labels_at(a))
-            out.append(f"  {a:#010x}:  {w:08x}  {decode(w, a)}")
+            out.append(f"  {a:#010x}:  {w:08x}  {disassemble(w, a)}")
         return "\n".join(out)
 
 

@@ -1,6 +1,6 @@
 """Decoder for the A64 subset that ``a64`` encodes: words back to fields and GNU syntax.
 
-``decode(word)`` gives GNU assembler text (``.inst 0x...`` for anything outside the subset);
+``disassemble(word)`` gives GNU assembler text (``.inst 0x...`` for anything outside the subset);
 ``decode_insn(word)`` gives an ``Insn`` whose ``encode()`` calls the ``a64`` encoder for the
 same fields, so the two modules check each other. Guest-image checks and listings use it.
 """
@@ -277,7 +277,7 @@ _PAIR_DECODE: Final = {v: k for k, v in PAIR_OPCODES.items()}
 def decode_insn(word: int) -> Insn | None:
     """The fields of a subset instruction word, or None if the word is outside the subset."""
     if not isinstance(word, int) or isinstance(word, bool) or not 0 <= word <= 0xFFFFFFFF:
-        raise ValueError(f"decode: word = {word!r} is not a 32-bit instruction word")
+        raise ValueError(f"disassemble: word = {word!r} is not a 32-bit instruction word")
     if word in _EXACT:
         return Insn(_EXACT[word])
     rd, rn, rm = word & 31, word >> 5 & 31, word >> 16 & 31
@@ -327,7 +327,7 @@ def _fields(op: Op, word: int, rd: int, rn: int, rm: int) -> Insn | None:
     return Insn(op, rd=rd, sysreg=key)
 
 
-def decode(word: int, pc: int | None = None) -> str:
+def disassemble(word: int, pc: int | None = None) -> str:
     """GNU-syntax text of one word; ``.inst 0x........`` for words outside the subset.
     With ``pc``, PC-relative operands print as absolute addresses (a listing); without, as
     ``.+offset``, which GNU as assembles back to the same word."""

@@ -23,15 +23,13 @@ from .exits import (
     OtherExit,
     SystemEventExit,
 )
-from .ffi import Backend, BackendError, backend
+from .ffi import FfiBackend, FfiBackendError, backend
 from .system import Kvm
 from .vcpu import RegBatch, Vcpu
 from .vm import GuestMemory, VcpuInit, Vm
 
 __all__ = [
     "ArmNisvExit",
-    "Backend",
-    "BackendError",
     "Cap",
     "Device",
     "DeviceAttrError",
@@ -39,6 +37,8 @@ __all__ = [
     "Exit",
     "ExitReason",
     "FailEntryExit",
+    "FfiBackend",
+    "FfiBackendError",
     "GuestMemory",
     "HypercallExit",
     "InternalErrorExit",

@@ -20,7 +20,7 @@ from ..errors import KvmError
 
 
 def check(r: int, what: str) -> int:
-    """An ioctl result from ``Backend.ioctl``: the value, or KvmError(errno, what)."""
+    """An ioctl result from ``FfiBackend.ioctl``: the value, or KvmError(errno, what)."""
     if r < 0:
         raise KvmError(-r, what)
     return r

@@ -1,7 +1,7 @@
 """Loading the cffi bindings: compiled (API) mode when available, ABI mode otherwise.
 
 Both modes read the same declarations (``cdefs/kvm.h``) and present one interface,
-``Backend``, to the rest of ``sdei_state.kvm``:
+``FfiBackend``, to the rest of ``sdei_state.kvm``:
 
 - ``api``: the compiled module ``sdei_state.kvm._api`` (built by ``setup.py`` at install when a C
   compiler is present, or on demand into ``~/.cache/sdei-state/cffi/`` when ``api`` is asked
@@ -38,12 +38,12 @@ ENV_VAR: Final = "SDEI_STATE_CFFI"
 MODES: Final = ("abi", "api")
 
 
-class BackendError(SdeiStateError, RuntimeError):
+class FfiBackendError(SdeiStateError, RuntimeError):
     """The requested cffi mode cannot be loaded; the message says why."""
 
 
 @dataclass(frozen=True, eq=False)
-class Backend:
+class FfiBackend:
     """One loaded set of bindings.
 
     ``ioctl(fd, request, ptr)`` returns the ioctl's result or ``-errno``; ``ptr`` is a cdata
@@ -89,7 +89,7 @@ _PROT_READ, _PROT_WRITE = 0x1, 0x2
 _MAP_SHARED, _MAP_PRIVATE, _MAP_ANONYMOUS = 0x01, 0x02, 0x20
 _ONE_REG_SIZE = 16  # struct kvm_one_reg: __u64 id, __u64 addr
 
-_cache: dict[str, Backend] = {}
+_cache: dict[str, FfiBackend] = {}
 
 
 def requested_mode() -> Mode | None:
@@ -98,11 +98,11 @@ def requested_mode() -> Mode | None:
     if v in ("", "auto"):
         return None
     if v not in MODES:
-        raise BackendError(f"{ENV_VAR}={v!r}: expected 'abi', 'api' or 'auto'")
+        raise FfiBackendError(f"{ENV_VAR}={v!r}: expected 'abi', 'api' or 'auto'")
     return v  # type: ignore[return-value]
 
 
-def backend(mode: Mode | None = None) -> Backend:
+def backend(mode: Mode | None = None) -> FfiBackend:
     """The bindings in ``mode`` (default: ``SDEI_STATE_CFFI``, else automatic)."""
     if mode is None:
         mode = requested_mode()
@@ -113,7 +113,7 @@ def backend(mode: Mode | None = None) -> Backend:
             _cache[key] = _api(mod, "installed module") if mod is not None else _abi()
         return _cache[key]
     if mode not in MODES:
-        raise BackendError(f"cffi mode {mode!r}: expected 'abi' or 'api'")
+        raise FfiBackendError(f"cffi mode {mode!r}: expected 'abi' or 'api'")
     if mode not in _cache:
         _cache[mode] = _abi() if mode == "abi" else _load_api()
     return _cache[mode]
@@ -135,11 +135,11 @@ def api_unavailable_reason() -> str | None:
 
 # -- ABI mode --------------------------------------------------------------------------------
 
-def _abi() -> Backend:
+def _abi() -> FfiBackend:
     try:
         import cffi
     except ImportError as e:  # pragma: no cover - cffi is a runtime dependency
-        raise BackendError(f"cffi is not installed: {e}") from None
+        raise FfiBackendError(f"cffi is not installed: {e}") from None
     kvm_h, _ = _build.read_cdefs()
     ffi = cffi.FFI()
     ffi.cdef(kvm_h)
@@ -165,12 +165,12 @@ def _abi() -> Backend:
                 return i, e.errno or errno.EIO
         return n, 0
 
-    return Backend("abi", ffi, lib, ioctl, one_reg_batch, "libc via ffi.dlopen(None)")
+    return FfiBackend("abi", ffi, lib, ioctl, one_reg_batch, "libc via ffi.dlopen(None)")
 
 
 # -- API mode --------------------------------------------------------------------------------
 
-def _api(mod: Any, origin: str) -> Backend:
+def _api(mod: Any, origin: str) -> FfiBackend:
     ffi, lib = mod.ffi, mod.lib
     c_batch = lib.sdei_kvm_one_reg_batch
     done_p = ffi.new("size_t *")
@@ -179,7 +179,7 @@ def _api(mod: Any, origin: str) -> Backend:
         err: int = c_batch(fd, request, regs, n, done_p)
         return int(done_p[0]), err
 
-    return Backend("api", ffi, lib, lib.sdei_kvm_ioctl, one_reg_batch, origin)
+    return FfiBackend("api", ffi, lib, lib.sdei_kvm_ioctl, one_reg_batch, origin)
 
 
 def _installed_module() -> Any | None:
@@ -191,17 +191,17 @@ def _installed_module() -> Any | None:
     return mod if hasattr(mod.lib, "sdei_kvm_one_reg_batch") else None
 
 
-def _load_api() -> Backend:
+def _load_api() -> FfiBackend:
     mod = _installed_module()
     if mod is not None:
         return _api(mod, f"installed module {mod.__file__}")
     why = api_unavailable_reason()
     if why is not None:
-        raise BackendError(f"cffi API mode unavailable: {why}")
+        raise FfiBackendError(f"cffi API mode unavailable: {why}")
     path = _build_in_cache()
     spec = importlib.util.spec_from_file_location(_build.MODULE_NAME, path)
     if spec is None or spec.loader is None:
-        raise BackendError(f"cannot load the compiled module {path}")
+        raise FfiBackendError(f"cannot load the compiled module {path}")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return _api(mod, f"built on demand: {path}")
@@ -225,7 +225,7 @@ def _build_in_cache() -> Path:
         try:
             so = Path(_build.make_builder().compile(tmpdir=str(tmp), verbose=False))
         except Exception as e:  # cffi raises VerificationError / distutils CompileError
-            raise BackendError(f"building the cffi API-mode module failed: {e}") from None
+            raise FfiBackendError(f"building the cffi API-mode module failed: {e}") from None
         stage = tmp / "out"
         stage.mkdir()
         shutil.copy2(so, stage / so.name)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from ..errors import KvmError
 from . import ioctls
 from ._fd import FdObject, check
-from .ffi import Backend, Mode, backend
+from .ffi import FfiBackend, Mode, backend
 
 if TYPE_CHECKING:
     from .vm import Vm
@@ -24,7 +24,7 @@ class Kvm(FdObject):
     """
 
     def __init__(self, path: str = DEFAULT_PATH, *, mode: Mode | None = None) -> None:
-        self.backend: Backend = backend(mode)
+        self.backend: FfiBackend = backend(mode)
         try:
             fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         except OSError as e:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import KvmError, RegError
 from ..regs.ids import KVM_REG_SIZE_MASK, KVM_REG_SIZE_U64, reg_size
+from ..state import U64_MAX
 from . import ioctls
 from ._fd import FdObject, check
 from .exits import Exit, decode_exit
@@ -25,7 +26,6 @@ from .exits import Exit, decode_exit
 if TYPE_CHECKING:
     from .vm import VcpuInit, Vm
 
-_U64_MAX = (1 << 64) - 1
 _GET, _SET = ioctls.KVM_GET_ONE_REG, ioctls.KVM_SET_ONE_REG
 _SCRATCH_WORDS = 32  # 256 bytes: the largest register KVM has today (U2048, SVE Z)
 _BATCH_CACHE = 8  # prepared batches kept per vCPU (save/restore repeat a few id lists)
@@ -56,7 +56,7 @@ class RegBatch:
         self.ids = tuple(reg_ids)
         n = len(self.ids)
         for rid in self.ids:
-            if not isinstance(rid, int) or not 0 <= rid <= _U64_MAX:
+            if not isinstance(rid, int) or not 0 <= rid <= U64_MAX:
                 raise _bad_id(rid, "GET/SET")
         self.sizes = tuple(reg_size(rid) for rid in self.ids)
         self._all_u64 = all(s == 8 for s in self.sizes)

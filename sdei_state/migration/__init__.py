@@ -14,8 +14,8 @@ from .blob_json import JSON_FORMAT
 from .memory import MemoryRegion, restore_memory, save_memory
 from .preflight import (
     Destination,
+    PreflightProblem,
     PreflightReport,
-    Problem,
     droppable_value,
     infer_host,
     preflight,
@@ -34,8 +34,8 @@ __all__ = [
     "Blob",
     "Destination",
     "MemoryRegion",
+    "PreflightProblem",
     "PreflightReport",
-    "Problem",
     "RestoreResult",
     "VcpuRegisters",
     "VgicState",

@@ -41,7 +41,7 @@ from ..errors import KvmError, RegError
 from ..regs import firmware, ids
 from ..regs import sdei as sdei_regs
 from ..vcpu.core_rules import core_value_problem
-from ..vcpu.transport import RegTransport
+from ..vcpu.transport import HostFacts, RegTransport
 from .blob import Blob, VcpuRegisters, value_problem
 from .wire import picker
 
@@ -71,7 +71,7 @@ def droppable_value(reg_id: int) -> int | None:
 
 
 @dataclass(frozen=True, slots=True)
-class Problem:
+class PreflightProblem:
     """One reason a restore would fail: where (vCPU, register) and why."""
 
     reason: str
@@ -112,32 +112,26 @@ class Destination:
         cls, vcpus: Sequence[RegTransport], *, host: firmware.HostFirmware | None = None
     ) -> Destination:
         """Describe a destination from its vCPUs (reads registers, writes nothing). The host
-        is ``host``, else the vCPUs' own ``host`` attribute (the simulated vCPU has one), else
-        inferred from a fresh vCPU's firmware registers (``infer_host``)."""
+        is ``host``, else the vCPU's own when it declares ``HostFacts`` (the simulated vCPU
+        does), else inferred from a fresh vCPU's firmware registers (``infer_host``); PSCI 0.2
+        and "has run" come from ``HostFacts`` too (a real vCPU: created with PSCI 0.2, fresh)."""
         if not vcpus:
             raise ValueError("the destination has no vCPU")
         first = vcpus[0]
         listed = _listed(tuple(first.reg_list()))
+        facts = first if isinstance(first, HostFacts) else None
+        psci_0_2 = facts.psci_0_2 if facts is not None else True
+        has_run = facts.has_run if facts is not None else False
         if host is None:
-            own = getattr(first, "host", None)
-            if not isinstance(own, firmware.HostFirmware):
+            if facts is None:
                 # One read of the firmware registers serves the inference and ``current``.
                 values = tuple(first.get_regs(listed.firmware))
                 host = _inferred(listed, values, "destination")
                 current = tuple((r, values[listed.firmware.index(r)]) for r in listed.vm_wide)
-                return cls(listed.ids, host, len(vcpus), _psci_0_2(first), _has_run(first),
-                           current)
-            host = own
+                return cls(listed.ids, host, len(vcpus), psci_0_2, has_run, current)
+            host = facts.host
         current = tuple(zip(listed.vm_wide, first.get_regs(listed.vm_wide), strict=True))
-        return cls(listed.ids, host, len(vcpus), _psci_0_2(first), _has_run(first), current)
-
-
-def _psci_0_2(t: RegTransport) -> bool:
-    return bool(getattr(t, "psci_0_2", True))
-
-
-def _has_run(t: RegTransport) -> bool:
-    return bool(getattr(t, "has_run", False))
+        return cls(listed.ids, host, len(vcpus), psci_0_2, has_run, current)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +182,7 @@ def _inferred(listed: _Listed, read: tuple[int, ...], name: str) -> firmware.Hos
 class PreflightReport:
     """The verdict on restoring one blob on one destination, with every problem found."""
 
-    problems: tuple[Problem, ...]
+    problems: tuple[PreflightProblem, ...]
     dropped: tuple[int, ...] = ()
     """Registers the destination lacks, saved at their droppable value: not written."""
     added: tuple[int, ...] = ()
@@ -222,16 +216,16 @@ class PreflightReport:
 
 @dataclass
 class _Findings:
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[PreflightProblem] = field(default_factory=list)
     _at: list[int] = field(default_factory=list)
 
     def add(self, reason: str, reg_id: int | None = None, vcpu: int | None = None,
             *, at: int = 0) -> None:
         """One problem; ``at`` orders it (a register's position in its vCPU's mapping)."""
-        self.problems.append(Problem(reason, reg_id, vcpu))
+        self.problems.append(PreflightProblem(reason, reg_id, vcpu))
         self._at.append(at)
 
-    def in_order(self) -> list[Problem]:
+    def in_order(self) -> list[PreflightProblem]:
         """The problems by ``at``, those of one position in the order they were found."""
         if not self.problems:
             return []
@@ -354,7 +348,7 @@ def _checked_row(
 def check_vcpu(
     regs: Mapping[int, int], dest: Destination, vcpu: int | None = None,
     *, firmware_checked: bool = False,
-) -> tuple[list[Problem], tuple[int, ...], tuple[int, ...]]:
+) -> tuple[list[PreflightProblem], tuple[int, ...], tuple[int, ...]]:
     """(problems, dropped, added) for restoring one vCPU's saved registers on ``dest``.
     ``firmware_checked``: the VM-wide firmware values were already judged (once per VM).
     Problems come in the order of ``regs``, then those of the SDEI block as a whole."""
@@ -388,8 +382,8 @@ def check_vcpu(
     if plan.sdei_present or any(r in sdei_regs.SDEI_REG_BY_ID for r in dropped):
         block = (dict(zip(plan.sdei_ids, plan.sdei_values(row), strict=True))
                  if isinstance(regs, VcpuRegisters) else regs)
-        problems += [Problem(reason, rid, vcpu) for rid, reason in sdei_regs.vcpu_problems(block)
-                     if rid not in unfit]
+        problems += [PreflightProblem(reason, rid, vcpu)
+                     for rid, reason in sdei_regs.vcpu_problems(block) if rid not in unfit]
     added = plan.added if not unfit else tuple(r for r in plan.added if r not in unfit)
     return problems, tuple(dropped), added
 
@@ -410,10 +404,11 @@ def preflight(
             dest = Destination.of_vcpus(destination, host=host)
             lists = {frozenset(t.reg_list()) for t in destination}
         except (RegError, KvmError) as e:
-            return PreflightReport((Problem(f"cannot read the destination: {e}"),))
+            return PreflightReport((PreflightProblem(f"cannot read the destination: {e}"),))
         if len(lists) > 1:
-            return PreflightReport((Problem("the destination vCPUs list different registers; "
-                                            "one blob restores one register table"),))
+            return PreflightReport((PreflightProblem(
+                "the destination vCPUs list different registers; "
+                "one blob restores one register table"),))
     out = _Findings()
     if dest.nr_vcpus is not None and dest.nr_vcpus != source.nr_vcpus:
         out.add(f"the blob holds {source.nr_vcpus} vCPU(s), the destination has "

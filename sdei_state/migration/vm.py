@@ -24,7 +24,7 @@ from ..vcpu.transport import RegTransport
 from . import blob_json, sections, vm_json, wire
 from .blob import Blob
 from .memory import GuestRam, MemoryRegion, memory_problems, restore_memory, save_memory
-from .preflight import PreflightReport, Problem, preflight
+from .preflight import PreflightProblem, PreflightReport, preflight
 from .save import RestoreResult, restore_vm, save_vm
 from .vgic import AttrDevice, VgicState, restore_problems, restore_vgic, save_vgic
 
@@ -121,19 +121,19 @@ def preflight_snapshot(snap: VmSnapshot, vcpus: Sequence[RegTransport], *,
     memslots), reading only. The vCPU part is ``preflight``'s report, the vGIC and memory
     problems are added to it (without a register)."""
     report = preflight(snap.vcpus, vcpus, host=host)
-    extra: list[Problem] = []
+    extra: list[PreflightProblem] = []
     if (snap.vgic is None) != (gic is None):
-        extra.append(Problem("vGIC: the saved VM " + ("has none, the destination has one"
+        extra.append(PreflightProblem("vGIC: the saved VM " + ("has none, the destination has one"
                                                       if gic is not None else
                                                       "has one, the destination has none")))
     elif snap.vgic is not None and gic is not None:
         try:
             mpidrs = vcpu_mpidrs(vcpus)
         except (RegError, KvmError) as e:
-            extra.append(Problem(f"vGIC: cannot read the destination's MPIDRs: {e}"))
+            extra.append(PreflightProblem(f"vGIC: cannot read the destination's MPIDRs: {e}"))
         else:
-            extra += [Problem(p) for p in restore_problems(gic, snap.vgic, mpidrs)]
-    extra += [Problem(p) for p in memory_problems(snap.memory, memory)]
+            extra += [PreflightProblem(p) for p in restore_problems(gic, snap.vgic, mpidrs)]
+    extra += [PreflightProblem(p) for p in memory_problems(snap.memory, memory)]
     return PreflightReport((*report.problems, *extra), report.dropped, report.added)
 
 

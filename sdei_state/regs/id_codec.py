@@ -1,7 +1,7 @@
 """arm64 ``KVM_{GET,SET}_ONE_REG`` register ids: compose them and decode them.
 
 The encoders (``core_reg``, ``sys_reg``, ``fw_reg``, ...) refuse a field out of range where the
-C macros would silently mask it; ``decode`` turns an id into a ``RegId`` (``id_layout``) or
+C macros would silently mask it; ``decode_id`` turns an id into a ``RegId`` (``id_layout``) or
 raises ``InvalidRegId`` naming the field that is wrong. Pure: no I/O.
 """
 
@@ -241,7 +241,7 @@ def _decode_sve(reg_id: int, size: RegSize, f: int) -> RegId | str:
     return SveRegId(reg_id, size, kind, n, i)
 
 
-def decode(reg_id: int) -> RegId:
+def decode_id(reg_id: int) -> RegId:
     """Decode a register id; ``InvalidRegId`` (a ValueError) says what is malformed: wrong
     arch, bits set outside the group's fields, unknown group, a core index that is not a
     member boundary, a size that is not the register's, ..."""
@@ -252,7 +252,7 @@ def decode(reg_id: int) -> RegId:
 
 
 def is_valid(reg_id: int) -> bool:
-    """True if ``decode`` accepts ``reg_id``."""
+    """True if ``decode_id`` accepts ``reg_id``."""
     try:
         return not isinstance(try_decode(_check_u64(reg_id)), str)
     except InvalidRegId:

@@ -24,7 +24,7 @@ Group fields, as api.rst documents them:
   ``_PREG(n, i)`` (U256; 0x400 | n 0-15 << 5 | i), ``_FFR(i)`` (U256; 0x600 | i) and
   ``KVM_REG_ARM64_SVE_VLS`` (U512, fields 0xffff).
 
-``id_codec.decode`` turns an id into one of the frozen ``RegId`` values declared here, or
+``id_codec.decode_id`` turns an id into one of the frozen ``RegId`` values declared here, or
 raises ``InvalidRegId`` with the reason.
 Names of the SDEI block (FW regnos 0x100-0x1FF) come from its declaration in ``sdei_block``.
 Printing and parsing are in ``id_names``; ``ids`` is the public face of both.

@@ -241,9 +241,9 @@ def parse(text: str) -> int:
     KVM_REG_ARM_CORE | KVM_REG_ARM_CORE_REG(regs.pc)``); numbers (``0x6030000000140000``,
     ``0x6030_0000_0014_0000``, decimal).
 
-    A name or expression must build a well-formed id (``decode`` accepts it). A plain number is
+    A name or expression must build a well-formed id (``decode_id`` accepts it). A plain number is
     returned as given, well-formed or not, so that tests can name ids KVM must refuse; use
-    ``decode`` to validate it.
+    ``decode_id`` to validate it.
     """
     if not isinstance(text, str):
         raise ValueError(f"register must be given as text, not {type(text).__name__}")

@@ -64,7 +64,7 @@ class Suite:
     description: str
     cases: tuple[Case, ...]
     needs: frozenset[str] = field(default_factory=frozenset)
-    """Backend features the whole suite requires; a missing one skips every case with the
+    """SuiteBackend features the whole suite requires; a missing one skips every case with the
     reason the backend gives for it."""
 
 
@@ -90,7 +90,7 @@ class Report:
     results: tuple[CaseResult, ...]
     seconds: float
     notes: tuple[str, ...] = ()
-    """Sizes, times and counts the suites recorded (``Backend.memo["notes"]``)."""
+    """Sizes, times and counts the suites recorded (``SuiteBackend.memo["notes"]``)."""
 
 
 class NoBackend:

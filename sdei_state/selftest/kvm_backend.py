@@ -89,7 +89,7 @@ def probe_kvm() -> tuple[SuiteBackend | None, str]:
 
     try:
         kvm = Kvm()
-    except SdeiStateError as e:  # KvmError (open), BackendError (cffi)
+    except SdeiStateError as e:  # KvmError (open), FfiBackendError (cffi)
         return None, f"/dev/kvm: {e}"
     features = {"kvm"}
     reasons: dict[str, str] = {}

@@ -1,6 +1,6 @@
 """Guest scenarios as data, run on a backend and on the reference model, and compared.
 
-A ``Scenario`` is the programs of a VM (one per vCPU) and the host's steps: run a vCPU until
+A ``GuestScenario`` is the programs of a VM (one per vCPU) and the host's steps: run a vCPU until
 it settles (or until a doorbell), migrate the VM. ``execute`` runs it on the backend's engine;
 the reference run is ``host.simulate`` for one vCPU (migration steps do not change what
 the guest must see, so the reference is the uninterrupted run) and the same steps on
@@ -49,7 +49,7 @@ def at_bell(kind: BellKind, slot: int = 0, index: int = 0) -> Callable[[Bell], b
 
 
 @dataclass(frozen=True)
-class Scenario:
+class GuestScenario:
     """A VM's programs and the host's steps."""
 
     key: str
@@ -61,16 +61,16 @@ class Scenario:
         return any(isinstance(s, MigrateStep) for s in self.steps)
 
 
-def single(name: str, make: Callable[[], GuestProgram], *steps: Step) -> Scenario:
+def single(name: str, make: Callable[[], GuestProgram], *steps: Step) -> GuestScenario:
     """A one-vCPU scenario (default step: run vCPU 0 until it settles)."""
-    return Scenario(name, lambda: (make(),), tuple(steps) or (RunStep(0),))
+    return GuestScenario(name, lambda: (make(),), tuple(steps) or (RunStep(0),))
 
 
 @dataclass(frozen=True)
 class ScenarioRun:
     """A scenario as the backend ran it, the reference run, and how they compare."""
 
-    scenario: Scenario
+    scenario: GuestScenario
     engine: str
     runs: tuple[VcpuRun, ...]
     reference: tuple[VcpuRun, ...]
@@ -109,7 +109,7 @@ def execute(engine: Engine, programs: Sequence[GuestProgram], steps: Sequence[St
     return drv, marks, migrations
 
 
-def reference(scenario: Scenario, programs: Sequence[GuestProgram]) -> tuple[
+def reference(scenario: GuestScenario, programs: Sequence[GuestProgram]) -> tuple[
         tuple[VcpuRun, ...], Machine]:
     """The reference model's run of the scenario, and its machine at the end."""
     if len(programs) == 1:
@@ -120,7 +120,8 @@ def reference(scenario: Scenario, programs: Sequence[GuestProgram]) -> tuple[
     return tuple(drv.result(i) for i in range(len(programs))), eng.machine
 
 
-def run_scenario(backend: Any, scenario: Scenario, *, in_kernel: bool = False) -> ScenarioRun:
+def run_scenario(backend: Any, scenario: GuestScenario, *, in_kernel: bool = False
+                 ) -> ScenarioRun:
     """The scenario on ``backend`` (memoized per backend), compared with the reference. On a
     kernel that serves SDEI itself every run is the in-kernel one, so a suite's case and its
     ``sdei-in-kernel`` twin share one run."""
@@ -150,7 +151,7 @@ def run_scenario(backend: Any, scenario: Scenario, *, in_kernel: bool = False) -
     return got
 
 
-def _run_scenario(backend: Any, scenario: Scenario, in_kernel: bool) -> ScenarioRun:
+def _run_scenario(backend: Any, scenario: GuestScenario, in_kernel: bool) -> ScenarioRun:
     programs = scenario.build()
     expected, machine = reference(scenario, programs)
     engine: Engine = backend.engine(programs, in_kernel=in_kernel)
@@ -179,7 +180,7 @@ def _run_scenario(backend: Any, scenario: Scenario, in_kernel: bool) -> Scenario
         engine.close()
 
 
-def checked(backend: Any, scenario: Scenario, facts: Callable[[ScenarioRun], None], *,
+def checked(backend: Any, scenario: GuestScenario, facts: Callable[[ScenarioRun], None], *,
             in_kernel: bool = False) -> None:
     """A case body: the run must equal the model's, then ``facts`` (the spec) must hold."""
     out = run_scenario(backend, scenario, in_kernel=in_kernel)

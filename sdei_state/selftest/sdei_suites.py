@@ -32,7 +32,7 @@ from .programs.program import (
     CallSite,
     GuestProgram,
 )
-from .scenarios import RunStep, Scenario, ScenarioRun, checked, single
+from .scenarios import GuestScenario, RunStep, ScenarioRun, checked, single
 from .trace import Dispatched, Served
 
 U64: Final = (1 << 64) - 1
@@ -387,7 +387,7 @@ SCENARIOS: Final = {
         "masked-unmask", "unregister-in-handler", "nested", "nested-both", "relative",
         "relative-vbar-switch")
 }
-SCENARIOS["cross-vcpu"] = Scenario(
+SCENARIOS["cross-vcpu"] = GuestScenario(
     "cross-vcpu", lambda: (cross_target(), cross_source(1, 0)),
     (RunStep(0), RunStep(1), RunStep(0)))
 

@@ -40,12 +40,12 @@ from ..regs.ids import (
     REG_X,
     sys_reg,
 )
+from ..state import U64_MAX
 from .sp_bank import SP_BY_MODE, check_sp_alias, sp_reg_id
 from .transport import RegTransport
 
 __all__ = ["REG_IDS", "REG_SCTLR_EL1", "SP_BY_MODE", "KvmCpu", "sp_reg_id"]
 
-_U64_MAX: Final = (1 << 64) - 1
 _INT_ONLY: Final = frozenset((int,))
 REG_SCTLR_EL1: Final = sys_reg(3, 0, 1, 0, 0)
 
@@ -114,9 +114,9 @@ class KvmCpu:
         # One pass in C for the common case (every value a plain int in range); the per-value
         # loop runs only to accept int subclasses or to name the register that is wrong.
         if not (_INT_ONLY.issuperset(map(type, vals)) and min(vals) >= 0
-                and max(vals) <= _U64_MAX):
+                and max(vals) <= U64_MAX):
             for reg, v in values.items():
-                if not isinstance(v, int) or not 0 <= v <= _U64_MAX:
+                if not isinstance(v, int) or not 0 <= v <= U64_MAX:
                     raise ValueError(f"{CpuReg(reg).key} = {v!r} is not an unsigned 64-bit "
                                      "value")
         if CpuReg.SP not in values:

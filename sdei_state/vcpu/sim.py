@@ -201,7 +201,7 @@ class SimVcpu:
         self.initialized = initialized
         """False until ``init()`` (KVM_ARM_VCPU_INIT): every access is then ENOEXEC."""
 
-    # -- attributes that save/restore and preflight look for ----------------------------
+    # -- HostFacts (vcpu.transport): what preflight takes from a destination -----------------
 
     @property
     def host(self) -> firmware.HostFirmware:

@@ -9,7 +9,10 @@ Values are unsigned integers of the register's width (``KVM_REG_SIZE(id)`` bytes
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from ..regs.firmware import HostFirmware
 
 
 @runtime_checkable
@@ -32,4 +35,27 @@ class RegTransport(Protocol):
 
     def set_regs(self, items: Sequence[tuple[int, int]]) -> None:
         """SET of each (id, value) in order; raises on the first failure (earlier writes stay)."""
+        ...
+
+
+@runtime_checkable
+class HostFacts(Protocol):
+    """What a vCPU description knows of its host and VM without reading a register: the
+    simulated vCPU (``SimVcpu``) and every view over one declare it. ``preflight`` takes these
+    facts from a destination that has them, and infers the host from the registers of one that
+    does not (a real vCPU)."""
+
+    @property
+    def host(self) -> HostFirmware:
+        """The firmware the host kernel offers (registers, levels, known bitmap bits)."""
+        ...
+
+    @property
+    def psci_0_2(self) -> bool:
+        """The vCPU was created with KVM_ARM_VCPU_PSCI_0_2 (PSCI_VERSION may be set)."""
+        ...
+
+    @property
+    def has_run(self) -> bool:
+        """Some vCPU of the VM has entered KVM_RUN (the bitmaps are locked)."""
         ...

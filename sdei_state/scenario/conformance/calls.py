@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .oracle import (
+    ALL_ONES,
     DENIED,
     EL1H,
     EL1H_DAIF,
@@ -13,7 +14,6 @@ from .oracle import (
     OUT_OF_RESOURCE,
     PENDING,
     SUCCESS,
-    U64_MAX,
     VERSION_1_1_KVM,
 )
 from .steps import Conformance, Script, arm
@@ -87,11 +87,11 @@ def register_checks() -> Conformance:
     s.call(0, "EVENT_REGISTER", EV0, 0x20000, 43, 0, 0, ret=DENIED, note="already registered")
     s.get_reg(0, "SDEI_EVENT_EP_ADDR(0)", 0x10000, note="the first registration stands")
     s.get_reg(0, "SDEI_EVENT_EP_ARG(0)", 42)
-    s.call(0, "EVENT_REGISTER", EV1, 0x30000, U64_MAX, 1, 0xFF00FFFFFF, ret=SUCCESS,
+    s.call(0, "EVENT_REGISTER", EV1, 0x30000, ALL_ONES, 1, 0xFF00FFFFFF, ret=SUCCESS,
            note="RM_PE and any affinity: ignored for a private event")
     s.get_reg(0, "SDEI_EVENT_STATE(1)", 1)
     s.get_reg(0, "SDEI_EVENT_EP_ADDR(1)", 0x30000)
-    s.get_reg(0, "SDEI_EVENT_EP_ARG(1)", U64_MAX)
+    s.get_reg(0, "SDEI_EVENT_EP_ARG(1)", ALL_ONES)
     s.call(0, "EVENT_STATUS", EV1, ret=1)
     return s.build(
         "register-checks",
@@ -99,7 +99,7 @@ def register_checks() -> Conformance:
         "relative), DENIED when registered, routing ignored for private events",
         {"SDEI_EVENT_STATE(0)": 1, "SDEI_EVENT_EP_ADDR(0)": 0x10000, "SDEI_EVENT_EP_ARG(0)": 42,
          "SDEI_EVENT_STATE(1)": 1, "SDEI_EVENT_EP_ADDR(1)": 0x30000,
-         "SDEI_EVENT_EP_ARG(1)": U64_MAX})
+         "SDEI_EVENT_EP_ARG(1)": ALL_ONES})
 
 
 def enable_disable_unregister() -> Conformance:
@@ -289,7 +289,7 @@ def complete_and_resume() -> Conformance:
         "ELR/SPSR = interrupted PC/PSTATE, PC = resume address, entry PSTATE",
         {"cpu.pc": 0x5000, "cpu.pstate": 0x2000_03C5, "cpu.elr_el1": 0x3000,
          "cpu.spsr_el1": 0x2020_0004, "cpu.x17": 0xBF, "SDEI_EVENT_STATE(0)": 3,
-         "SDEI_CONTEXT(0, 19)": 0, "cpu.x0": U64_MAX - 2})
+         "SDEI_CONTEXT(0, 19)": 0, "cpu.x0": ALL_ONES - 2})
 
 
 def context_and_complete_denied() -> Conformance:
@@ -297,7 +297,7 @@ def context_and_complete_denied() -> Conformance:
     s.call(0, "EVENT_CONTEXT", 0, ret=DENIED, note="no handler running")
     s.call(0, "EVENT_CONTEXT", 17, ret=DENIED)
     s.call(0, "EVENT_CONTEXT", 18, ret=INVALID, note="parameter checked first")
-    s.call(0, "EVENT_CONTEXT", U64_MAX, ret=INVALID)
+    s.call(0, "EVENT_CONTEXT", ALL_ONES, ret=INVALID)
     s.call(0, "EVENT_COMPLETE", 0, ret=DENIED)
     s.call(0, "EVENT_COMPLETE", 1, ret=DENIED)
     s.call(0, "EVENT_COMPLETE_AND_RESUME", 0x1000, ret=DENIED)

@@ -31,7 +31,8 @@ EV1: Final = 0x4040_0000
 VERSION_1_1_KVM: Final = 0x0001_0001_564B_CAA9
 """SDEI_VERSION result: major 1 (bits[62:48]), minor 1 (bits[47:32]), vendor 0x564bcaa9."""
 
-U64_MAX: Final = (1 << 64) - 1
+ALL_ONES: Final = 0xFFFF_FFFF_FFFF_FFFF
+"""An all-ones 64-bit register value (written out here, like every literal of the oracle)."""
 EL1H: Final = 0x5
 """PSTATE of a fresh vCPU (EL1h, DAIF clear)."""
 EL1H_DAIF: Final = 0x3C5

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Final
 
 from .oracle import (
+    ALL_ONES,
     BMAP,
     DENIED,
     EL1H,
@@ -18,7 +19,6 @@ from .oracle import (
     SDEI_IDS,
     SUCCESS,
     U32_SIZE_FW,
-    U64_MAX,
     U128_SIZE_FW,
     VERSION_1_1_KVM,
 )
@@ -98,14 +98,14 @@ def set_reg_entry_points() -> Conformance:
         s.set_reg(0, addr, 0xFFFF_FFFF_FFFF_FFFC - 0x1000 * i)
         s.set_reg(0, addr, 3, errno="EINVAL")
         s.get_reg(0, addr, 0xFFFF_FFFF_FFFF_FFFC - 0x1000 * i, note="unchanged")
-        s.set_reg(0, arg, U64_MAX - i, note="any value")
-        s.get_reg(0, arg, U64_MAX - i)
+        s.set_reg(0, arg, ALL_ONES - i, note="any value")
+        s.get_reg(0, arg, ALL_ONES - i)
     s.call(0, "EVENT_STATUS", EV0, ret=1)
     s.call(0, "EVENT_REGISTER", EV1, 0x8000, 0, 0, 0, ret=DENIED, note="written registered")
     s.call(0, "EVENT_ENABLE", EV0, ret=SUCCESS)
     s.call(0, "PE_UNMASK", ret=SUCCESS)
     s.call(0, "EVENT_SIGNAL", EV0, 0, ret=SUCCESS)
-    s.dispatch(0, EV0, pc=0xFFFF_FFFF_FFFF_FFFC, pstate=EL1H_DAIF, x1=U64_MAX, x2=0, x3=EL1H)
+    s.dispatch(0, EV0, pc=0xFFFF_FFFF_FFFF_FFFC, pstate=EL1H_DAIF, x1=ALL_ONES, x2=0, x3=EL1H)
     s.call(0, "EVENT_UNREGISTER", EV1, ret=SUCCESS)
     s.get_reg(0, "SDEI_EVENT_EP_ADDR(1)", 0)
     s.get_reg(0, "SDEI_EVENT_EP_ARG(1)", 0)
@@ -114,7 +114,7 @@ def set_reg_entry_points() -> Conformance:
         "SET_ONE_REG of SDEI_EVENT_EP_ADDR (unaligned EINVAL, unchanged after) and "
         "SDEI_EVENT_EP_ARG (any value) for both events; written values used by dispatch",
         {"SDEI_EVENT_STATE(0)": 7, "SDEI_EVENT_EP_ADDR(0)": 0xFFFF_FFFF_FFFF_FFFC,
-         "SDEI_EVENT_EP_ARG(0)": U64_MAX, "SDEI_EVENT_STATE(1)": 0,
+         "SDEI_EVENT_EP_ARG(0)": ALL_ONES, "SDEI_EVENT_STATE(1)": 0,
          "cpu.pc": 0xFFFF_FFFF_FFFF_FFFC})
 
 
