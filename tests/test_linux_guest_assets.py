@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from sdei_state.lab import guest_assets, guest_module
+from sdei_state.lab.progress import Progress
 from sdei_state.linux_guest import missing_reason, results
 from sdei_state.selftest import all_suites, select
 from sdei_state.selftest.backends import SimBackend
@@ -38,7 +39,10 @@ def test_cache_key_follows_every_input() -> None:
               guest_module.cache_key(KVER, ["a=2"], "gcc 12"),
               guest_module.cache_key(KVER, ["a=1"], "gcc 13")}
     assert base not in others and len(others) == 3
-    assert {p.name for p in guest_module.sources()} == {"Kbuild", "sdei_test.c"}
+    assert {p.name for p in guest_module.sources()} == {"Kbuild", "sdei_api.h", "sdei_test.c",
+                                                        "sdei_hold.c"}
+    kbuild = (guest_module.MODULE_DIR / "Kbuild").read_text()
+    assert all(f"{n}.o" in kbuild for n in guest_module.MODULES)
 
 
 def test_vermagic_is_read_from_modinfo() -> None:
@@ -47,12 +51,21 @@ def test_vermagic_is_read_from_modinfo() -> None:
     assert guest_module.vermagic(b"no modinfo") == ""
 
 
-def test_module_source_says_how_it_finds_the_sdei_functions() -> None:
-    src = (guest_module.MODULE_DIR / "sdei_test.c").read_text()
-    assert "register_kprobe" in src and "kallsyms_lookup_name" in src
+def test_both_modules_find_the_sdei_functions_through_the_one_header() -> None:
+    api = (guest_module.MODULE_DIR / "sdei_api.h").read_text()
+    assert "register_kprobe" in api and "kallsyms_lookup_name" in api
     for fn in ("sdei_event_register", "sdei_event_enable", "sdei_event_disable",
                "sdei_event_unregister"):
-        assert f'lookup("{fn}")' in src
+        assert f'sdei_api_lookup("{fn}")' in api
+    for name in guest_module.MODULES:
+        src = (guest_module.MODULE_DIR / f"{name}.c").read_text()
+        assert '#include "sdei_api.h"' in src and "sdei_api_find(&api)" in src
+        assert "kallsyms_lookup_name" not in src  # the lookup is written once, in the header
+
+
+def test_build_refuses_an_unknown_module_name(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no guest module 'sdei_nope'"):
+        guest_module.build(tmp_path, KVER, Progress(quiet=True), "sdei_nope")
 
 
 def _cpio_names(data: bytes) -> list[str]:
@@ -71,7 +84,8 @@ def _cpio_names(data: bytes) -> list[str]:
 
 
 def test_nested_initramfs_holds_init_busybox_and_the_module() -> None:
-    data = guest_assets.nested_initramfs(b"BB", b"KO", b"#!/bin/busybox sh\n")
+    data = guest_assets.busybox_initramfs(b"#!/bin/busybox sh\n", b"BB",
+                                          guest_module.MODULE_NAME, b"KO")
     names = _cpio_names(data)
     assert {"init", "bin/busybox", "bin/sh", "sdei_test.ko", "proc", "sys", "dev"} <= set(names)
     init = guest_assets.INIT.read_text()

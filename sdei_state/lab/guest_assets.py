@@ -35,8 +35,10 @@ NESTED_PACKAGES: Final = ("busybox-static",)
 RECIPE: Final = "1"
 
 
-def nested_initramfs(busybox: bytes, module: bytes, init: bytes) -> bytes:
-    """The nested guest's initramfs (a newc cpio): /init, /bin/busybox, /sdei_test.ko."""
+def busybox_initramfs(init: bytes, busybox: bytes, module_name: str, module: bytes) -> bytes:
+    """A test guest's initramfs (newc cpio): /init, /bin/busybox (with /bin/sh) and
+    /<module_name>.ko. The nested Linux guest of linux-guest and the QEMU guest of stock-vmm
+    are both this, with their own init script and module."""
     with tempfile.TemporaryFile() as f:
         w = CpioWriter(f)
         for d in ("bin", "dev", "proc", "sys", "tmp"):
@@ -44,7 +46,7 @@ def nested_initramfs(busybox: bytes, module: bytes, init: bytes) -> bytes:
         w.add_bytes("init", init, 0o755)
         w.add_bytes("bin/busybox", busybox, 0o755)
         w.add_symlink("bin/sh", "busybox")
-        w.add_bytes(f"{guest_module.MODULE_NAME}.ko", module)
+        w.add_bytes(f"{module_name}.ko", module)
         w.close()
         f.seek(0)
         return f.read()
@@ -125,7 +127,8 @@ def _build(cfg: LabConfig, progress: Progress) -> Path:
             if status.startswith("ok"):
                 w.add_file(f"{GUEST_DIR}/Image", kdir / "Image")
                 w.add_bytes(f"{GUEST_DIR}/initramfs.cpio",
-                            nested_initramfs(busybox, module, INIT.read_bytes()))
+                            busybox_initramfs(INIT.read_bytes(), busybox, guest_module.MODULE_NAME,
+                                              module))
             w.add_tree(root / "fdt")
             w.close()
     progress.say(f"linux-guest layer: {out.name} ({out.stat().st_size >> 20} MiB): {status}")

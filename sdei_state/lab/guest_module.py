@@ -1,5 +1,7 @@
-"""Cross-build the linux-guest test module (``sdei_state/linux_guest/module``) on the host,
-against Debian's headers for exactly the kernel the lab boots, so its vermagic matches.
+"""Cross-build the guest test modules (``sdei_state/linux_guest/module``: ``sdei_test`` of the
+linux-guest suite, ``sdei_hold`` of the stock-vmm suite, and the ``sdei_api.h`` both use) on
+the host, against Debian's headers for exactly the kernel the lab boots, so their vermagic
+matches.
 
 What it takes (all Debian bookworm packages, downloaded with apt, only unpacked):
 
@@ -12,9 +14,9 @@ What it takes (all Debian bookworm packages, downloaded with apt, only unpacked)
 
 The packages' top Makefile includes the common tree by its absolute /usr/src path; the
 unpacked tree gets a ``Makefile.staged`` including it where it was unpacked instead. BTF for
-modules is switched off (it needs ``pahole`` and the guest does not need it). The ``.ko`` is
-cached under ``<cache>/linux-guest/`` by a key over the sources, the package versions and the
-compiler's version.
+modules is switched off (it needs ``pahole`` and the guest does not need it). One build makes
+every module; each ``.ko`` is cached under ``<cache>/linux-guest/`` by a key over the sources,
+the package versions and the compiler's version.
 """
 
 from __future__ import annotations
@@ -33,6 +35,11 @@ from .progress import Progress
 
 MODULE_DIR: Final = Path(__file__).resolve().parent.parent / "linux_guest" / "module"
 MODULE_NAME: Final = "sdei_test"
+"""The linux-guest suite's module."""
+HOLD_NAME: Final = "sdei_hold"
+"""The stock-vmm suite's module (a handler that holds the CPU while QEMU migrates)."""
+MODULES: Final = (MODULE_NAME, HOLD_NAME)
+"""What the directory's Kbuild builds."""
 CROSS_COMPILE: Final = "aarch64-linux-gnu-"
 COMPILER: Final = f"{CROSS_COMPILE}gcc-12"
 RECIPE: Final = "1"  # bump when the build below changes in a way the key cannot see
@@ -135,32 +142,37 @@ def _host_arch() -> str:
     return out.stdout.strip() or "amd64"
 
 
-def build(cache: Path, kver: str, progress: Progress) -> Path:
-    """``<cache>/linux-guest/sdei_test-<key>.ko`` for kernel release ``kver``, built if
-    missing; BuildUnavailable (the reason) when a piece is missing or the build fails."""
+def build(cache: Path, kver: str, progress: Progress, name: str = MODULE_NAME) -> Path:
+    """``<cache>/linux-guest/<name>-<key>.ko`` for kernel release ``kver`` (``name`` one of
+    ``MODULES``), built with the others if missing; BuildUnavailable (the reason) when a piece
+    is missing or the build fails."""
+    if name not in MODULES:
+        raise ValueError(f"no guest module {name!r} (one of {', '.join(MODULES)})")
     cc = compiler_version()
     tree, versions = _headers_tree(cache, HeaderPkgs(kver), progress)
     key = cache_key(kver, versions, cc)
-    out = cache / "linux-guest" / f"{MODULE_NAME}-{key}.ko"
-    if out.is_file():
-        progress.cached("linux-guest module", out.name)
-        return out
-    with progress.step(f"linux-guest: cross-build {MODULE_NAME}.ko for {kver}"), \
+    outs = {n: cache / "linux-guest" / f"{n}-{key}.ko" for n in MODULES}
+    if all(p.is_file() for p in outs.values()):
+        progress.cached("guest module", outs[name].name)
+        return outs[name]
+    with progress.step(f"linux-guest: cross-build {', '.join(MODULES)} for {kver}"), \
             tempfile.TemporaryDirectory(prefix=".tmp-mod-", dir=cache) as td:
         moddir = Path(td)
         for p in sources():
             shutil.copy2(p, moddir / p.name)
         res = subprocess.run(build_command(tree, moddir), capture_output=True, text=True,
                              check=False)
-        ko = moddir / f"{MODULE_NAME}.ko"
-        if res.returncode != 0 or not ko.is_file():
+        missing = [n for n in MODULES if not (moddir / f"{n}.ko").is_file()]
+        if res.returncode != 0 or missing:
             tail = " | ".join((res.stderr or res.stdout).strip().splitlines()[-6:])
-            raise BuildUnavailable(f"the cross build of {MODULE_NAME}.ko failed: {tail}")
-        for old in out.parent.glob(f"{MODULE_NAME}-*.ko"):
-            old.unlink()
-        with atomic_write(out) as f:
-            f.write(ko.read_bytes())
-    return out
+            raise BuildUnavailable(f"the cross build of {', '.join(missing or MODULES)} "
+                                   f"failed: {tail}")
+        for n, out in outs.items():
+            for old in out.parent.glob(f"{n}-*.ko"):
+                old.unlink()
+            with atomic_write(out) as f:
+                f.write((moddir / f"{n}.ko").read_bytes())
+    return outs[name]
 
 
 def vermagic(ko: bytes) -> str:

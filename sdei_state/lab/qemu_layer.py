@@ -24,13 +24,12 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
-import subprocess
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Final
 
-from . import debs, guest_module, rootfs
+from . import debs, guest_assets, guest_module, rootfs
 from .cache import atomic_write, write_text
 from .config import LabConfig
 from .cpio import CpioWriter
@@ -44,8 +43,7 @@ NOT_FOLLOWED: Final = frozenset({
 })
 GUEST_KERNEL: Final = "6.12"
 INIT: Final = Path(__file__).resolve().parent.parent / "selftest" / "stock_vmm_init.sh"
-HOLD_DIR: Final = Path(__file__).resolve().parent.parent / "selftest" / "stock_guest"
-HOLD_NAME: Final = "sdei_hold"
+HOLD_NAME: Final = guest_module.HOLD_NAME
 RECIPE: Final = "1"
 _NAME = re.compile(r"[a-z0-9][a-z0-9+.-]*")
 
@@ -76,59 +74,6 @@ def closure(roots: tuple[str, ...], have: frozenset[str]) -> list[debs.Pkg]:
     return [found[n] for n in sorted(found)]
 
 
-def build_hold_module(cache: Path, kver: str, progress: Progress) -> Path:
-    """``<cache>/stock-vmm/sdei_hold-<key>.ko`` for ``kver``, cross-built like the
-    linux-guest module (``guest_module``: the same compiler, headers and make command) from
-    ``HOLD_DIR``; cached by the compiler, the headers' versions and the sources.
-    BuildUnavailable says why it cannot be built."""
-    guest_module.build(cache, kver, progress)  # unpacks (and caches) the headers tree
-    pkgs = guest_module.HeaderPkgs(kver)
-    hdr = cache / "linux-guest" / f"headers-{kver}"  # guest_module's layout of that tree
-    tree = hdr / "usr" / "src" / pkgs.headers
-    srcs = sorted(p for p in HOLD_DIR.iterdir() if p.is_file())
-    h = hashlib.sha256(f"{RECIPE}\0{kver}\0{guest_module.compiler_version()}\0".encode()
-                       + (hdr / "STAMP").read_bytes())
-    for p in srcs:
-        h.update(p.name.encode() + b"\0" + p.read_bytes())
-    out = cache / "stock-vmm" / f"{HOLD_NAME}-{h.hexdigest()[:16]}.ko"
-    if out.is_file():
-        progress.cached("stock-vmm module", out.name)
-        return out
-    with tempfile.TemporaryDirectory(prefix=".tmp-hold-", dir=cache) as td:
-        moddir = Path(td)
-        for p in srcs:
-            shutil.copy2(p, moddir / p.name)
-        with progress.step(f"stock-vmm: cross-build {HOLD_NAME}.ko for {kver}"):
-            res = subprocess.run(guest_module.build_command(tree, moddir), capture_output=True,
-                                 text=True, check=False)
-        ko = moddir / f"{HOLD_NAME}.ko"
-        if res.returncode != 0 or not ko.is_file():  # outside the step: the layer says why
-            tail = " | ".join((res.stderr or res.stdout).strip().splitlines()[-6:])
-            raise guest_module.BuildUnavailable(f"the cross build of {HOLD_NAME}.ko failed: "
-                                                f"{tail}")
-        out.parent.mkdir(exist_ok=True)
-        for old in out.parent.glob(f"{HOLD_NAME}-*.ko"):
-            old.unlink()
-        with atomic_write(out) as f:
-            f.write(ko.read_bytes())
-    return out
-
-
-def guest_initramfs(busybox: bytes, module: bytes, init: bytes) -> bytes:
-    """The QEMU guest's initramfs (newc cpio): /init, /bin/busybox, /sdei_hold.ko."""
-    with tempfile.TemporaryFile() as f:
-        w = CpioWriter(f)
-        for d in ("bin", "dev", "proc", "sys", "tmp"):
-            w.add_dir(d)
-        w.add_bytes("init", init, 0o755)
-        w.add_bytes("bin/busybox", busybox, 0o755)
-        w.add_symlink("bin/sh", "busybox")
-        w.add_bytes(f"{HOLD_NAME}.ko", module)
-        w.close()
-        f.seek(0)
-        return f.read()
-
-
 def _guest(cfg: LabConfig, progress: Progress) -> tuple[str, Path | None, bytes]:
     """(STATUS, the guest kernel Image, the module or b"") for the QEMU guest."""
     kdir = replace(cfg, kernel=GUEST_KERNEL).kernel_dir
@@ -137,7 +82,7 @@ def _guest(cfg: LabConfig, progress: Progress) -> tuple[str, Path | None, bytes]
                 f"(`sdei-state lab build --kernel {GUEST_KERNEL}`)", None, b"")
     kver = (kdir / "KVER").read_text().strip()
     try:
-        module = build_hold_module(cfg.cache, kver, progress).read_bytes()
+        module = guest_module.build(cfg.cache, kver, progress, HOLD_NAME).read_bytes()
         return f"ok {kver} with {HOLD_NAME}", kdir / "Image", module
     except guest_module.BuildUnavailable as e:
         return f"ok {kver} without {HOLD_NAME} ({e})", kdir / "Image", b""
@@ -187,8 +132,8 @@ def build(cfg: LabConfig, progress: Progress, refresh: bool = True) -> Path:
             w.add_bytes(f"{GUEST_DIR}/STATUS", (status + "\n").encode())
             if image is not None:
                 w.add_file(f"{GUEST_DIR}/Image", image)
-                w.add_bytes(f"{GUEST_DIR}/initramfs.cpio", guest_initramfs(
-                    busybox, module, INIT.read_bytes()))
+                w.add_bytes(f"{GUEST_DIR}/initramfs.cpio", guest_assets.busybox_initramfs(
+                    INIT.read_bytes(), busybox, HOLD_NAME, module))
             for rel in rootfs.PRUNE:
                 _rmtree(root / "tree" / rel)
             w.add_tree(root / "tree")

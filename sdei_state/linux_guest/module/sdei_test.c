@@ -27,16 +27,10 @@
  * CHECKPOINT tells the VMM where the guest is, so it can pause (and migrate) it there.
  * On unload both events are disabled and unregistered.
  *
- * The sdei_event_* functions are not exported to modules (Module.symvers of 6.12 lists no
- * sdei_* symbol). kallsyms_lookup_name() is not exported either since 5.7, but a kprobe
- * on it reports its address (register_kprobe() is exported and fills in kp.addr): that
- * is how the functions are found at load time. This is test code: it relies on
- * CONFIG_KPROBES and CONFIG_KALLSYMS, which Debian's kernels have.
+ * The kernel's sdei_event_* functions are not exported to modules: sdei_api.h finds them.
  */
 #include <linux/module.h>
 #include <linux/kernel.h>
-#include <linux/kprobes.h>
-#include <linux/arm_sdei.h>
 #include <linux/arm-smccc.h>
 #include <linux/cpu.h>
 #include <linux/delay.h>
@@ -46,6 +40,8 @@
 #include <linux/suspend.h>
 #include <linux/workqueue.h>
 #include <asm/cputype.h>
+
+#include "sdei_api.h"
 
 #define EV_SW		0x00000000u
 #define EV_ASYNC_PF	0x40400000u
@@ -67,10 +63,7 @@ module_param(suspend, int, 0444);
 MODULE_PARM_DESC(suspend, "run round 7 (only with /sys/power/pm_test set: else s2idle waits "
 		 "for a wakeup this VM never sends)");
 
-typedef int (*register_fn)(u32, sdei_event_callback *, void *);
-typedef int (*event_fn)(u32);
-static register_fn sdei_register;
-static event_fn sdei_enable, sdei_disable, sdei_unregister;
+static struct sdei_api api;
 
 static void __iomem *bell;
 static DEFINE_PER_CPU(unsigned long, entered);	/* event 0 handler entries */
@@ -81,18 +74,6 @@ static DEFINE_PER_CPU(int, crit_saw_normal);
 static int mode_critical;	/* round 5: the normal handler asks for ASYNC_PF */
 static unsigned long point;	/* the checkpoint id rung next (iteration, round) */
 static int passed, failed;
-
-static unsigned long lookup(const char *name)
-{
-	struct kprobe kp = { .symbol_name = "kallsyms_lookup_name" };
-	unsigned long (*kln)(const char *);
-
-	if (register_kprobe(&kp) < 0)
-		return 0;
-	kln = (void *)kp.addr;
-	unregister_kprobe(&kp);
-	return kln ? kln(name) : 0;
-}
 
 static void ring(unsigned int reg, u64 value)
 {
@@ -292,11 +273,7 @@ static int __init sdei_test_init(void)
 {
 	int err, iter, cpu;
 
-	sdei_register = (register_fn)lookup("sdei_event_register");
-	sdei_enable = (event_fn)lookup("sdei_event_enable");
-	sdei_disable = (event_fn)lookup("sdei_event_disable");
-	sdei_unregister = (event_fn)lookup("sdei_event_unregister");
-	if (!sdei_register || !sdei_enable || !sdei_disable || !sdei_unregister) {
+	if (sdei_api_find(&api)) {
 		pr_err("sdei-test: error=no_symbols (kprobes/kallsyms missing?)\n");
 		return -ENOENT;
 	}
@@ -309,13 +286,13 @@ static int __init sdei_test_init(void)
 			return -ENODEV;
 		}
 	}
-	err = sdei_register(EV_SW, sw_handler, NULL);
+	err = api.event_register(EV_SW, sw_handler, NULL);
 	if (!err)
-		err = sdei_enable(EV_SW);
+		err = api.event_enable(EV_SW);
 	if (!err)
-		err = sdei_register(EV_ASYNC_PF, critical_handler, NULL);
+		err = api.event_register(EV_ASYNC_PF, critical_handler, NULL);
 	if (!err)
-		err = sdei_enable(EV_ASYNC_PF);
+		err = api.event_enable(EV_ASYNC_PF);
 	pr_info("sdei-test: registered=%d cpus=%u doorbell=%#lx\n", err, num_online_cpus(),
 		doorbell);
 	if (err) {
@@ -349,8 +326,8 @@ static int __init sdei_test_init(void)
 
 static void __exit sdei_test_exit(void)
 {
-	int d0 = sdei_disable(EV_SW), u0 = sdei_unregister(EV_SW);
-	int d1 = sdei_disable(EV_ASYNC_PF), u1 = sdei_unregister(EV_ASYNC_PF);
+	int d0 = api.event_disable(EV_SW), u0 = api.event_unregister(EV_SW);
+	int d1 = api.event_disable(EV_ASYNC_PF), u1 = api.event_unregister(EV_ASYNC_PF);
 
 	pr_info("sdei-test: unload disable=%d,%d unregister=%d,%d\n", d0, d1, u0, u1);
 	if (bell)

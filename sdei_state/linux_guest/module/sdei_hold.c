@@ -15,18 +15,15 @@
  * A VMM (or a test reading QEMU's stream) finds the round a stopped handler belongs to in
  * SDEI_CONTEXT(0, 4): 0x53440000_00000000 | round << 8 | 4.
  *
- * The sdei_event_* functions are not exported to modules; kallsyms_lookup_name() is found
- * through a kprobe on it (register_kprobe() is exported and fills in the address), and the
- * functions through it. This is test code for Debian's kernels, which have CONFIG_KPROBES and
- * CONFIG_KALLSYMS.
+ * The kernel's sdei_event_* functions are not exported to modules: sdei_api.h finds them.
  */
 #include <linux/module.h>
 #include <linux/kernel.h>
-#include <linux/kprobes.h>
 #include <linux/kthread.h>
-#include <linux/arm_sdei.h>
 #include <linux/delay.h>
 #include <asm/cputype.h>
+
+#include "sdei_api.h"
 
 #define EV_SW		0x00000000u
 #define FN_EVENT_SIGNAL	0xC400002Fu	/* SDEI v1.1, DEN0054C 5.1.17 */
@@ -39,24 +36,9 @@ static int hold_ms = 1500;
 module_param(hold_ms, int, 0444);
 MODULE_PARM_DESC(hold_ms, "how long the handler holds the CPU, in milliseconds");
 
-typedef int (*register_fn)(u32, sdei_event_callback *, void *);
-typedef int (*event_fn)(u32);
-static register_fn do_register;
-static event_fn do_enable, do_disable, do_unregister;
+static struct sdei_api api;
 static struct task_struct *runner;
 static int handled;	/* set by the handler, polled by the round's spin loop */
-
-static unsigned long lookup(const char *name)
-{
-	struct kprobe kp = { .symbol_name = "kallsyms_lookup_name" };
-	unsigned long (*kln)(const char *);
-
-	if (register_kprobe(&kp) < 0)
-		return 0;
-	kln = (void *)kp.addr;
-	unregister_kprobe(&kp);
-	return kln ? kln(name) : 0;
-}
 
 static int hold_handler(u32 event, struct pt_regs *regs, void *arg)
 {
@@ -143,25 +125,21 @@ static int __init hold_init(void)
 {
 	int err;
 
-	do_register = (register_fn)lookup("sdei_event_register");
-	do_enable = (event_fn)lookup("sdei_event_enable");
-	do_disable = (event_fn)lookup("sdei_event_disable");
-	do_unregister = (event_fn)lookup("sdei_event_unregister");
-	if (!do_register || !do_enable || !do_disable || !do_unregister) {
+	if (sdei_api_find(&api)) {
 		pr_notice("sdei-hold: the kernel's sdei_event_* functions were not found\n");
 		return -ENOENT;
 	}
-	err = do_register(EV_SW, hold_handler, NULL);
+	err = api.event_register(EV_SW, hold_handler, NULL);
 	if (!err)
-		err = do_enable(EV_SW);
+		err = api.event_enable(EV_SW);
 	if (err) {
 		pr_notice("sdei-hold: register/enable of event 0 failed: %d\n", err);
 		return err;
 	}
 	runner = kthread_run(run_rounds, NULL, "sdei-hold");
 	if (IS_ERR(runner)) {
-		do_disable(EV_SW);
-		do_unregister(EV_SW);
+		api.event_disable(EV_SW);
+		api.event_unregister(EV_SW);
 		return PTR_ERR(runner);
 	}
 	pr_notice("sdei-hold: event 0 registered, %d rounds holding %d ms\n", rounds, hold_ms);
@@ -171,8 +149,8 @@ static int __init hold_init(void)
 static void __exit hold_exit(void)
 {
 	kthread_stop(runner);
-	do_disable(EV_SW);
-	while (do_unregister(EV_SW) == -EINPROGRESS)
+	api.event_disable(EV_SW);
+	while (api.event_unregister(EV_SW) == -EINPROGRESS)
 		msleep(10);
 }
 
