@@ -345,3 +345,39 @@ def test_files_that_are_not_text_or_not_there(tmp_path: Path,
     nl = tmp_path / "a\nb"
     assert run(capsys, "blob", "show", str(nl))[2] == (f"sdei-state: {tmp_path}/a\\nb: No such "
                                                        "file or directory\n")
+
+
+def test_vmm_help_states_the_machine_limits_of_the_layout() -> None:
+    """``vmm``'s help writes the limits out (importing the layout would slow every command's
+    start), so it is checked against them here."""
+    from sdei_state.cli import build_parser
+    from sdei_state.vmm.reference import layout
+
+    p = build_parser()
+    sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+    helps = {a.dest: a.help or "" for a in sub.choices["vmm"]._actions}
+    assert f"1..{layout.MAX_VCPUS}" in helps["vcpus"]
+    assert f"{layout.MIN_RAM >> 20}..{layout.MAX_RAM >> 20}" in helps["mem"]
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (("--kernel", "/nonexistent/Image"), "--kernel /nonexistent/Image: No such file"),
+    (("--kernel", "README.md", "--mem", "3"), "memory 3145728 bytes: expected a multiple"),
+    (("--kernel", "README.md", "--vcpus", "124"), "vcpus 124: expected 1..123"),
+    (("--kernel", "README.md", "--vcpus", "x"), "argument --vcpus: 'x' is not an integer"),
+    (("--initrd", "x"), "the following arguments are required: --kernel"),
+])
+def test_vmm_refuses_bad_input_in_one_line(capsys: pytest.CaptureFixture[str],
+                                           argv: tuple[str, ...], says: str) -> None:
+    rc, out, err = run(capsys, "vmm", *argv)
+    assert (rc, out) == (2, "")
+    assert err.count("\n") == 1 and err.startswith("sdei-state: ") and says in err, err
+
+
+def test_vmm_refuses_an_image_larger_than_the_guest_ram(
+        capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    big = tmp_path / "Image"
+    with big.open("wb") as f:
+        f.truncate((64 << 20) + 1)
+    rc, _, err = run(capsys, "vmm", "--kernel", str(big), "--mem", "64")
+    assert rc == 2 and "larger than the guest's RAM (64 MiB, --mem)" in err, err

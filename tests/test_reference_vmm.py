@@ -15,6 +15,7 @@ import pytest
 from sdei_state.cpu import CpuReg, MemoryCpu
 from sdei_state.events import ASYNC_PF
 from sdei_state.kvm.exits import ExitReason, HypercallExit, MmioExit
+from sdei_state.scenario.recorded import replay, to_scenario
 from sdei_state.spec import Function
 from sdei_state.vmm.reference import Console, Doorbell, MmioBus, Pl011, boot, layout, pl011
 from sdei_state.vmm.reference import doorbell as db
@@ -22,9 +23,7 @@ from sdei_state.vmm.reference.record import (
     CallRecord,
     DispatchRecord,
     RecordingProvider,
-    replay,
     tally,
-    to_scenario,
 )
 
 libfdt = pytest.importorskip("libfdt", reason="pylibfdt is not installed (pip install pylibfdt)")

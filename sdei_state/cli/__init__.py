@@ -1,6 +1,6 @@
 """The ``sdei-state`` command. Each subcommand is a thin shell over a library function, in its
 own module (``cmd_selftest``, ``cmd_replay``, ``cmd_regs``, ``cmd_blob``, ``cmd_vectors``,
-``cmd_lab``); ``common`` holds what they share.
+``cmd_lab``, ``cmd_vmm``); ``common`` holds what they share.
 
 Every mistake (a bad option, an unreadable or malformed file, a value out of range) ends in
 one line on stderr, ``sdei-state: <what was wrong>``, and exit status 2 (``EXIT_USAGE``);
@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 
 from .. import __version__
 from ..errors import SdeiStateError
-from . import cmd_blob, cmd_lab, cmd_regs, cmd_replay, cmd_selftest, cmd_vectors
+from . import cmd_blob, cmd_lab, cmd_regs, cmd_replay, cmd_selftest, cmd_vectors, cmd_vmm
 from .common import EXIT_USAGE, PROG, Parser, UserError, one_line
 
 __all__ = ["EXIT_USAGE", "UserError", "build_parser", "main"]
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmd_blob.add_parser(sub)
     cmd_vectors.add_parser(sub)
     cmd_lab.add_parser(sub)
+    cmd_vmm.add_parser(sub)
     return p
 
 

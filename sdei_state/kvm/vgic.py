@@ -1,7 +1,8 @@
 """The arm64 vGIC's device-attribute numbers (``arch/arm64/include/uapi/asm/kvm.h``) and the
 encodings of its ``kvm_device_attr.attr`` fields (Linux
 ``Documentation/virt/kvm/devices/arm-vgic-v3.rst``). Numbers only: which registers to save and
-in what order is ``sdei_state.migration.vgic``'s, where to place the GIC ``sdei_state.vmm.gic``'s.
+in what order is ``sdei_state.migration.vgic``'s, where the GIC sits
+``sdei_state.kvm.gic_layout``'s.
 """
 
 from __future__ import annotations

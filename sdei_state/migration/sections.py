@@ -26,7 +26,7 @@ from construct import (
 )
 
 from ..errors import BlobError
-from ..vmm.gic import GicLayout
+from ..kvm.gic_layout import GicLayout
 from .memory import MemoryRegion
 from .vgic import VgicState
 

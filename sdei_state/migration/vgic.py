@@ -20,7 +20,7 @@ from typing import Literal, Protocol
 
 from ..errors import BlobError, KvmError, RestoreError
 from ..kvm import vgic as uapi
-from ..vmm.gic import GicLayout, read_layout
+from ..kvm.gic_layout import GicLayout, read_layout
 from .vgic_table import GICD_TYPER, GICD_TYPER_LPIS, Access, Role, accesses
 
 _ALL_ONES = 0xFFFF_FFFF

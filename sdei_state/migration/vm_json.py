@@ -22,7 +22,7 @@ import binascii
 from typing import TYPE_CHECKING, Any, Final
 
 from ..errors import BlobError
-from ..vmm.gic import GicLayout
+from ..kvm.gic_layout import GicLayout
 from . import blob_json
 from .blob import Blob
 from .blob_json import JSON_FORMAT, shown

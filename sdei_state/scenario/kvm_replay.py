@@ -50,7 +50,7 @@ from ..regs import firmware
 from ..regs import sdei as sdei_regs
 from ..spec import Function, Ret, in_sdei_block
 from ..vcpu.kvm_cpu import KvmCpu
-from ..vcpu.transport import RegTransport
+from ..vcpu.transport import RegsPassThrough, RegTransport
 from .kvm_stub import (
     SCTLR_EL1,
     SCTLR_M,
@@ -110,7 +110,7 @@ class StubCpu(KvmCpu):
         return MemoryCpu(dict(zip(regs, self.read(regs), strict=True))).as_json()
 
 
-class ReplayVcpu:
+class ReplayVcpu(RegsPassThrough):
     """A vCPU of a real-KVM replay VM: a ``RegTransport`` (the scenario's view) with the
     runner's ``call``, ``dispatch`` and ``inject``."""
 
@@ -118,23 +118,8 @@ class ReplayVcpu:
         self.vm = vm
         self.index = index
         self.raw = raw
-        self.regs = regs
+        self.regs = self.regs_of = regs
         self.cpu = StubCpu(regs)
-
-    def reg_list(self) -> tuple[int, ...]:
-        return self.regs.reg_list()
-
-    def get_reg(self, reg_id: int) -> int:
-        return self.regs.get_reg(reg_id)
-
-    def get_regs(self, reg_ids: Sequence[int]) -> list[int]:
-        return self.regs.get_regs(reg_ids)
-
-    def set_reg(self, reg_id: int, value: int) -> None:
-        self.regs.set_reg(reg_id, value)
-
-    def set_regs(self, items: Sequence[tuple[int, int]]) -> None:
-        self.regs.set_regs(items)
 
     def call(self, function: int, args: Sequence[int] = ()) -> None:
         pc, pstate = self.cpu.read((CpuReg.PC, CpuReg.PSTATE))

@@ -190,7 +190,7 @@ def _round(name: str, iteration: int) -> Case:
 
 
 def _model(backend: Any) -> None:
-    from ..vmm.reference.record import replay
+    from ..scenario.recorded import replay
 
     run = _run(backend)
     compared, bad = replay(run.nr_vcpus, run.records)

@@ -29,6 +29,7 @@ from ..kvm import Kvm, Vcpu
 from ..kvm.exits import Exit
 from ..regs import firmware
 from ..regs import sdei as sdei_regs
+from ..vcpu.transport import RegsPassThrough
 from ..vmm import SdeiProvider
 from .core import Case, CheckFailed, Skip
 from .host import Driver, Migration
@@ -48,13 +49,13 @@ def both_see(item: TraceItem) -> bool:
     return not isinstance(item, Served | Dispatched)
 
 
-class KernelSdeiOff:
+class KernelSdeiOff(RegsPassThrough):
     """A vCPU of a kernel with in-kernel SDEI as the provider must see it: the kernel's
     registers without its SDEI block (the provider adds its own). Everything else passes
     through."""
 
     def __init__(self, vcpu: Vcpu) -> None:
-        self.vcpu = vcpu
+        self.vcpu = self.regs_of = vcpu
 
     def gate_off(self) -> None:
         """Clear STD_BMAP bit 1 in the kernel (VM-wide; before the first run)."""
@@ -62,18 +63,6 @@ class KernelSdeiOff:
 
     def reg_list(self) -> tuple[int, ...]:
         return tuple(r for r in self.vcpu.reg_list() if r not in SDEI_IDS)
-
-    def get_reg(self, reg_id: int) -> int:
-        return self.vcpu.get_reg(reg_id)
-
-    def set_reg(self, reg_id: int, value: int) -> None:
-        self.vcpu.set_reg(reg_id, value)
-
-    def get_regs(self, reg_ids: Sequence[int]) -> list[int]:
-        return self.vcpu.get_regs(reg_ids)
-
-    def set_regs(self, items: Sequence[tuple[int, int]]) -> None:
-        self.vcpu.set_regs(items)
 
     @property
     def immediate_exit(self) -> bool:

@@ -40,6 +40,7 @@ from ..guest.doorbell import BellKind, parse_mmio
 from ..kvm import Kvm, MmioExit, Vcpu
 from ..kvm.exits import Exit
 from ..machine import Machine
+from ..vcpu.transport import RegsPassThrough
 from ..vmm import GuestVcpu, ModelServer, VcpuLoop
 from .core import Case, CheckFailed, Skip, Suite, expect_eq
 from .programs.catalog import (
@@ -228,11 +229,11 @@ def run_sim(plan: Plan) -> StressRun:
     return out
 
 
-class _CountingVcpu:
+class _CountingVcpu(RegsPassThrough):
     """A vCPU for the provider that counts the KVM_RUN calls a kick interrupted."""
 
     def __init__(self, vcpu: Vcpu) -> None:
-        self.vcpu = vcpu
+        self.vcpu = self.regs_of = vcpu
         self.interrupted = 0
         """KVM_RUN calls entered with immediate_exit clear that ended in EINTR: a kick's
         signal arrived while the vCPU was in KVM_RUN (the loop's own immediate_exit runs,
@@ -254,21 +255,6 @@ class _CountingVcpu:
             if e.errno == errno.EINTR and entered_clear:
                 self.interrupted += 1
             raise
-
-    def reg_list(self) -> tuple[int, ...]:
-        return self.vcpu.reg_list()
-
-    def get_reg(self, reg_id: int) -> int:
-        return self.vcpu.get_reg(reg_id)
-
-    def get_regs(self, reg_ids: Sequence[int]) -> list[int]:
-        return self.vcpu.get_regs(reg_ids)
-
-    def set_reg(self, reg_id: int, value: int) -> None:
-        self.vcpu.set_reg(reg_id, value)
-
-    def set_regs(self, items: Sequence[tuple[int, int]]) -> None:
-        self.vcpu.set_regs(items)
 
 
 def run_kvm(kvm: Kvm, plan: Plan, *, in_kernel: bool = False) -> StressRun:

@@ -38,6 +38,29 @@ class RegTransport(Protocol):
         ...
 
 
+class RegsPassThrough:
+    """A ``RegTransport`` whose every register access goes to ``regs_of`` (the transport it
+    wraps). For views that add something beside the registers (a run counter, a filtered
+    list, a replay stub) and override only what they change."""
+
+    regs_of: RegTransport
+
+    def reg_list(self) -> tuple[int, ...]:
+        return self.regs_of.reg_list()
+
+    def get_reg(self, reg_id: int) -> int:
+        return self.regs_of.get_reg(reg_id)
+
+    def set_reg(self, reg_id: int, value: int) -> None:
+        self.regs_of.set_reg(reg_id, value)
+
+    def get_regs(self, reg_ids: Sequence[int]) -> list[int]:
+        return self.regs_of.get_regs(reg_ids)
+
+    def set_regs(self, items: Sequence[tuple[int, int]]) -> None:
+        self.regs_of.set_regs(items)
+
+
 @runtime_checkable
 class HostFacts(Protocol):
     """What a vCPU description knows of its host and VM without reading a register: the

@@ -6,10 +6,9 @@ interrupted context the handler will return to, VBAR_EL1 and SCTLR_EL1 as dispat
 and the entry registers), every hypervisor injection and every migration. Each entry is
 logged while the machine's lock is held, so the log's order is the order the machine saw.
 
-``to_scenario`` turns the log into a DESIGN section 7 scenario (a file ``sdei-state replay``
-runs) plus the results the real vCPUs produced; ``replay`` runs it on simulated vCPUs and
-returns the steps whose results differ. The scenario sets each vCPU's registers to the
-recorded ones before a dispatch, so the model computes the entry from the same inputs.
+``tally`` counts a record; ``to_json``/``from_json`` carry one to another process. Turning a
+record into a scenario and replaying it through the model is ``sdei_state.scenario.recorded``
+(the scenario layer sits above this one).
 """
 
 from __future__ import annotations
@@ -20,8 +19,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ... import scenario, spec
-from ...cpu import CONTEXT_GPRS, CpuReg
+from ... import spec
+from ...cpu import CpuReg
 from ...events import SW_SIGNALED, Event
 from ...kvm.exits import Exit, HypercallExit
 from ...machine import CallOutcome
@@ -33,10 +32,6 @@ _ENTRY: Final = (CpuReg.X0, CpuReg.X1, CpuReg.X2, CpuReg.X3, CpuReg.PC, CpuReg.P
                  CpuReg.VBAR_EL1, CpuReg.SCTLR_EL1)
 MAX_RECORDS: Final = 1 << 20
 """A guest that makes more calls than this stops being recorded (``overflowed``)."""
-
-
-def _signed(v: int) -> int:
-    return v - (1 << 64) if v >> 63 else v
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,63 +123,6 @@ class RecordingProvider(SdeiProvider):
         self._log(MigrateRecord())
 
 
-def to_scenario(nr_vcpus: int, records: Iterable[Record]) -> tuple[dict[str, Any],
-                                                                   list[dict[str, Any] | None]]:
-    """The scenario for ``records`` and, per step, the result the real run produced (None
-    for steps that only set registers)."""
-    steps: list[dict[str, Any]] = []
-    want: list[dict[str, Any] | None] = []
-    for r in records:
-        if isinstance(r, CallRecord):
-            if r.sctlr is not None:
-                steps.append({"vcpu": r.vcpu, "cpu": {"sctlr_el1": r.sctlr}})
-                want.append(None)
-            steps.append({"vcpu": r.vcpu, "call": r.function_id, "args": list(r.args)})
-            want.append({"x0": _signed(r.out[0]), "x1": r.out[1], "x2": r.out[2],
-                         "x3": r.out[3]})
-        elif isinstance(r, DispatchRecord):
-            x = {str(i): v for i, v in enumerate(r.context[:len(CONTEXT_GPRS)])}
-            steps.append({"vcpu": r.vcpu, "cpu": {
-                "x": x, "pc": r.context[-2], "pstate": r.context[-1], "vbar_el1": r.vbar,
-                "sctlr_el1": r.sctlr}})
-            want.append(None)
-            steps.append({"vcpu": r.vcpu, "dispatch": True})
-            e = r.entry
-            want.append({"taken": r.event, "pc": e[4], "pstate": e[5], "x0": e[0], "x1": e[1],
-                         "x2": e[2], "x3": e[3]})
-        elif isinstance(r, InjectRecord):
-            steps.append({"vcpu": r.vcpu, "inject": r.event})
-            want.append({"ok": r.ok})
-        else:
-            steps.append({"migrate": True})
-            want.append({})
-    doc = {"format": scenario.SCENARIO_FORMAT, "vcpus": nr_vcpus, "steps": steps,
-           "description": "recorded by the reference VMM"}
-    return doc, want
-
-
-@dataclass(frozen=True)
-class Mismatch:
-    step: int
-    request: dict[str, Any]
-    got: dict[str, Any]
-    want: dict[str, Any]
-
-    def __str__(self) -> str:
-        return (f"step {self.step} {self.request}: the model gives {self.got}, the VM gave "
-                f"{self.want}")
-
-
-def replay(nr_vcpus: int, records: Sequence[Record]) -> tuple[int, list[Mismatch]]:
-    """Run the record through the reference model; (steps compared, mismatches)."""
-    doc, want = to_scenario(nr_vcpus, records)
-    got = scenario.run(doc)["steps"]
-    bad = [Mismatch(i, doc["steps"][i], g, w)
-           for i, (g, w) in enumerate(zip(got, want, strict=True))
-           if w is not None and g != w]
-    return sum(w is not None for w in want), bad
-
-
 @dataclass(frozen=True)
 class Tally:
     """Per vCPU, from the host's record: event 0 made pending there (successful SIGNALs
@@ -216,9 +154,8 @@ def tally(nr_vcpus: int, records: Iterable[Record],
     return Tally(tuple(signalled), tuple(entered), calls)
 
 
-__all__ = ["CallRecord", "DispatchRecord", "InjectRecord", "MigrateRecord",
-           "Mismatch", "Record", "RecordingProvider", "Tally", "from_json", "replay", "tally",
-           "to_json", "to_scenario"]
+__all__ = ["CallRecord", "DispatchRecord", "InjectRecord", "MigrateRecord", "Record",
+           "RecordingProvider", "Tally", "from_json", "tally", "to_json"]
 
 
 def to_json(records: Iterable[Record]) -> list[dict[str, Any]]:
