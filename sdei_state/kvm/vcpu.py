@@ -221,6 +221,12 @@ class Vcpu(FdObject):
             n = int(buf[0])
         raise KvmError(errno.E2BIG, "KVM_GET_REG_LIST (the list kept growing)")
 
+    # rust-vmm kvm-ioctls spells these ``get_one_reg``/``set_one_reg``/``get_reg_list``; the
+    # same methods answer to those names so code ported from a Rust VMM reads the same.
+    get_one_reg = get_reg
+    set_one_reg = set_reg
+    get_reg_list = reg_list
+
     def reg_batch(self, reg_ids: Sequence[int]) -> RegBatch:
         """A prepared batch for ``reg_ids`` (reuse it for repeated save/restore)."""
         return RegBatch(self, reg_ids)

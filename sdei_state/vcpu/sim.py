@@ -268,6 +268,11 @@ class SimVcpu:
         """KVM_SET_ONE_REG. A refused value changes nothing."""
         self.set_regs(((reg_id, value),))
 
+    # rust-vmm kvm-ioctls' names, as on ``sdei_state.kvm.Vcpu``.
+    get_one_reg = get_reg
+    set_one_reg = set_reg
+    get_reg_list = reg_list
+
     def set_regs(self, items: Sequence[tuple[int, int]]) -> None:
         """SET of each (id, value) in order; raises on the first failure (earlier writes stay).
 
