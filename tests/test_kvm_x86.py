@@ -328,3 +328,38 @@ def test_x86_run_exit_is_typed(kvm: Kvm) -> None:
         except KvmError as e:
             pytest.skip(f"this x86 KVM will not run a bare real-mode vCPU: {e}")
         assert ex.reason in (ExitReason.HLT, ExitReason.IO, ExitReason.MMIO), ex
+
+
+BAD_ARGS = [
+    ("check_extension", ("x",), "KVM_CHECK_EXTENSION: cap 'x' is not a u32"),
+    ("create_vcpu", (1 << 40,), "KVM_CREATE_VCPU: index 1099511627776 is not a u32"),
+    ("create_device", (1 << 32,), "KVM_CREATE_DEVICE: type 4294967296 is not a u32"),
+    ("set_user_memory_region", (-1, 0, 4096, 0), "slot -1 is not a u32"),
+    ("add_memory", (0, 0, -5), "KVM_SET_USER_MEMORY_REGION: memory_size -5 is not a u64"),
+    ("add_memory", (0, 1 << 64, 4096), "guest_phys_addr 18446744073709551616 is not a u64"),
+    ("has_device_attr", (-1, 0), "KVM_HAS_DEVICE_ATTR: group -1 is not a u32"),
+    ("set_device_attr", (0, 1 << 64, 0), "KVM_SET_DEVICE_ATTR: attr 18446744073709551616 is"),
+    ("set_device_attr", (0, 0, 1 << 70), "KVM_SET_DEVICE_ATTR: value 1180591620717411303424"),
+    ("set_device_attr", (0, 0, True), "KVM_SET_DEVICE_ATTR: value True is not a u64"),
+    ("set_smccc_filter", (-1, 1, 0), "KVM_ARM_VM_SMCCC_FILTER: base -1 is not a u32"),
+]
+
+
+@pytest.mark.parametrize(("method", "args", "says"), BAD_ARGS,
+                         ids=[f"{m}{a!r:.30}" for m, a, _ in BAD_ARGS])
+def test_bindings_refuse_out_of_range_arguments_before_the_ioctl(
+        kvm: Kvm, method: str, args: tuple[object, ...], says: str) -> None:
+    """An argument that does not fit its C field is a KvmError(EINVAL) naming the ioctl, the
+    argument and the value; nothing is wrapped modulo 2^64, nothing reaches KVM, and the VM
+    holds no memory slot afterwards."""
+    with kvm.create_vm() as vm:
+        with pytest.raises(KvmError, match="not sent to KVM") as e:
+            getattr(vm, method)(*args)
+        assert e.value.errno == errno.EINVAL and says in str(e.value), str(e.value)
+        assert vm.memory == []
+
+
+def test_create_vm_refuses_a_machine_type_over_64_bits(kvm: Kvm) -> None:
+    with pytest.raises(KvmError, match="KVM_CREATE_VM: machine_type 1180591620717411303424 "
+                                       "is not a u64; not sent to KVM"):
+        kvm.create_vm(1 << 70)

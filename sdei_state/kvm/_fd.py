@@ -26,6 +26,16 @@ def check(r: int, what: str) -> int:
     return r
 
 
+def uint_arg(what: str, name: str, value: object, bits: int) -> int:
+    """``value`` if it is an int of ``bits`` unsigned bits, else KvmError(EINVAL) naming the
+    ioctl, the argument and the value: cffi would raise OverflowError or TypeError, and an
+    ioctl's ``unsigned long`` argument would silently take a larger value modulo 2^64."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << bits:
+        raise KvmError(errno.EINVAL, f"{what}: {name} {value!r:.40} is not a u{bits}; not sent "
+                                     "to KVM")
+    return value
+
+
 class FdObject:
     """Owns one KVM file descriptor and the objects created from it."""
 

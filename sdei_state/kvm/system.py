@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import KvmError
 from . import ioctls
-from ._fd import FdObject, check
+from ._fd import FdObject, check, uint_arg
 from .ffi import FfiBackend, Mode, backend
 
 if TYPE_CHECKING:
@@ -42,7 +42,8 @@ class Kvm(FdObject):
 
     def check_extension(self, cap: int) -> int:
         """``KVM_CHECK_EXTENSION``: 0 when absent, else 1 or a capability-specific value."""
-        return check(self.backend.ioctl_val(self.fd, ioctls.KVM_CHECK_EXTENSION, int(cap)),
+        return check(self.backend.ioctl_val(self.fd, ioctls.KVM_CHECK_EXTENSION,
+                                               uint_arg("KVM_CHECK_EXTENSION", "cap", cap, 32)),
                      "KVM_CHECK_EXTENSION")
 
     def vcpu_mmap_size(self) -> int:
@@ -59,6 +60,7 @@ class Kvm(FdObject):
         (``KVM_VM_TYPE_ARM_IPA_SIZE(bits)``); 0 is the 40-bit default."""
         from .vm import Vm
 
+        machine_type = uint_arg("KVM_CREATE_VM", "machine_type", machine_type, 64)
         fd = check(self.backend.ioctl_val(self.fd, ioctls.KVM_CREATE_VM, machine_type),
                    "KVM_CREATE_VM")
         return Vm(self, fd)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import KvmError
 from . import ioctls
-from ._fd import FdObject, check
+from ._fd import FdObject, check, uint_arg
 from .arm64 import KVM_ARM_VM_SMCCC_CTRL, KVM_ARM_VM_SMCCC_FILTER, SmcccFilterAction
 
 if TYPE_CHECKING:
@@ -86,13 +86,15 @@ class Vm(FdObject):
 
     def check_extension(self, cap: int) -> int:
         """``KVM_CHECK_EXTENSION`` on the VM fd (per-VM answers, e.g. the IPA size)."""
-        return check(self.backend.ioctl_val(self.fd, ioctls.KVM_CHECK_EXTENSION, int(cap)),
+        return check(self.backend.ioctl_val(self.fd, ioctls.KVM_CHECK_EXTENSION,
+                                               uint_arg("KVM_CHECK_EXTENSION", "cap", cap, 32)),
                      "KVM_CHECK_EXTENSION")
 
     def create_vcpu(self, index: int = 0) -> Vcpu:
         """``KVM_CREATE_VCPU`` with vCPU id ``index``."""
         from .vcpu import Vcpu
 
+        index = uint_arg("KVM_CREATE_VCPU", "index", index, 32)
         fd = check(self.backend.ioctl_val(self.fd, ioctls.KVM_CREATE_VCPU, index),
                    "KVM_CREATE_VCPU")
         return Vcpu(self, fd, index)
@@ -112,6 +114,7 @@ class Vm(FdObject):
         self._create_device(type_, KVM_CREATE_DEVICE_TEST)
 
     def _create_device(self, type_: int, flags: int) -> int:
+        uint_arg("KVM_CREATE_DEVICE", "type", type_, 32)
         cd = self.backend.ffi.new("struct kvm_create_device *", {"type": type_, "flags": flags})
         check(self.backend.ioctl(self.fd, ioctls.KVM_CREATE_DEVICE, cd),
               f"KVM_CREATE_DEVICE(type {type_}{', TEST' if flags else ''})")
@@ -128,6 +131,7 @@ class Vm(FdObject):
                                userspace_addr: int, flags: int = 0) -> None:
         """``KVM_SET_USER_MEMORY_REGION``. The caller keeps ``userspace_addr`` mapped for as
         long as the slot exists (``add_memory`` does that for you)."""
+        _check_region(slot, guest_phys_addr, memory_size, userspace_addr, flags)
         region = self.backend.ffi.new("struct kvm_userspace_memory_region *", {
             "slot": slot, "flags": flags, "guest_phys_addr": guest_phys_addr,
             "memory_size": memory_size, "userspace_addr": userspace_addr})
@@ -137,6 +141,7 @@ class Vm(FdObject):
     def add_memory(self, slot: int, guest_phys_addr: int, size: int) -> GuestMemory:
         """Map ``size`` bytes of anonymous memory and make it memslot ``slot`` at
         ``guest_phys_addr``. The VM owns the memory; it is unmapped when the VM closes."""
+        _check_region(slot, guest_phys_addr, size)  # before anything is mapped
         try:
             mem = GuestMemory(self, slot, guest_phys_addr, size)
         except OSError as e:
@@ -153,6 +158,7 @@ class Vm(FdObject):
         """``KVM_HAS_DEVICE_ATTR`` on the VM fd; returns if supported, else raises KvmError
         (``ENXIO`` for an unknown attribute; ``EINVAL`` where the VM fd has no attributes at
         all, e.g. arm64 before 6.4)."""
+        _check_attr("KVM_HAS_DEVICE_ATTR", group, attr)
         a = self.backend.ffi.new("struct kvm_device_attr *", {"group": group, "attr": attr})
         check(self.backend.ioctl(self.fd, ioctls.KVM_HAS_DEVICE_ATTR, a), "KVM_HAS_DEVICE_ATTR")
 
@@ -161,11 +167,9 @@ class Vm(FdObject):
         of its struct (``set_smccc_filter`` builds one), or an int for an attribute that takes
         a ``__u64``; it is copied into a buffer that lives for the duration of the ioctl."""
         ffi = self.backend.ffi
+        _check_attr("KVM_SET_DEVICE_ATTR", group, attr, flags)
         if isinstance(data, int):
-            if isinstance(data, bool) or not 0 <= data < 1 << 64:
-                raise ValueError(f"device attribute {group:#x}/{attr:#x}: value {data!r} is "
-                                 "not a u64")
-            buf = ffi.new("uint64_t *", data)
+            buf = ffi.new("uint64_t *", uint_arg("KVM_SET_DEVICE_ATTR", "value", data, 64))
         elif isinstance(data, bytes | bytearray):
             buf = ffi.new("char[]", bytes(data) or b"\0")
         else:
@@ -182,6 +186,8 @@ class Vm(FdObject):
         ``KVM_ARM_VM_SMCCC_CTRL`` / ``KVM_ARM_VM_SMCCC_FILTER``. Only before the VM first runs
         (``EBUSY`` after); overlapping ranges give ``EEXIST``."""
         ffi = self.backend.ffi
+        uint_arg("KVM_ARM_VM_SMCCC_FILTER", "base", base, 32)
+        uint_arg("KVM_ARM_VM_SMCCC_FILTER", "nr_functions", nr_functions, 32)
         f = ffi.new("struct kvm_smccc_filter *", {
             "base": base, "nr_functions": nr_functions, "action": int(action)})
         try:
@@ -199,3 +205,21 @@ class Vm(FdObject):
         for mem in self.memory:
             mem.release()
         self.memory.clear()
+
+
+def _check_region(slot: int, guest_phys_addr: int, memory_size: int, userspace_addr: int = 0,
+                  flags: int = 0) -> None:
+    """The fields of ``struct kvm_userspace_memory_region``, each checked for its width."""
+    what = "KVM_SET_USER_MEMORY_REGION"
+    for name, value, bits in (("slot", slot, 32), ("flags", flags, 32),
+                              ("guest_phys_addr", guest_phys_addr, 64),
+                              ("memory_size", memory_size, 64),
+                              ("userspace_addr", userspace_addr, 64)):
+        uint_arg(what, name, value, bits)
+
+
+def _check_attr(what: str, group: int, attr: int, flags: int = 0) -> None:
+    """The fields of ``struct kvm_device_attr`` (``group`` and ``flags`` u32, ``attr`` u64)."""
+    uint_arg(what, "group", group, 32)
+    uint_arg(what, "attr", attr, 64)
+    uint_arg(what, "flags", flags, 32)
