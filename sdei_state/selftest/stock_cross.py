@@ -25,11 +25,10 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from ..kvm import Kvm, Vcpu
-from ..kvm.exits import Exit
+from ..kvm import Kvm
 from ..regs import firmware
 from ..regs import sdei as sdei_regs
-from ..vcpu.transport import RegsPassThrough
+from ..vcpu.transport import VcpuPassThrough
 from ..vmm import SdeiProvider
 from .core import Case, CheckFailed, Skip
 from .host import Driver, Migration
@@ -49,13 +48,10 @@ def both_see(item: TraceItem) -> bool:
     return not isinstance(item, Served | Dispatched)
 
 
-class KernelSdeiOff(RegsPassThrough):
+class KernelSdeiOff(VcpuPassThrough):
     """A vCPU of a kernel with in-kernel SDEI as the provider must see it: the kernel's
     registers without its SDEI block (the provider adds its own). Everything else passes
     through."""
-
-    def __init__(self, vcpu: Vcpu) -> None:
-        self.vcpu = self.regs_of = vcpu
 
     def gate_off(self) -> None:
         """Clear STD_BMAP bit 1 in the kernel (VM-wide; before the first run)."""
@@ -63,17 +59,6 @@ class KernelSdeiOff(RegsPassThrough):
 
     def reg_list(self) -> tuple[int, ...]:
         return tuple(r for r in self.vcpu.reg_list() if r not in SDEI_IDS)
-
-    @property
-    def immediate_exit(self) -> bool:
-        return self.vcpu.immediate_exit
-
-    @immediate_exit.setter
-    def immediate_exit(self, on: bool) -> None:
-        self.vcpu.immediate_exit = on
-
-    def run(self, immediate_exit: bool = False) -> Exit:
-        return self.vcpu.run(immediate_exit)
 
 
 class ProviderSide(KvmEngine):

@@ -40,7 +40,7 @@ from ..guest.doorbell import BellKind, parse_mmio
 from ..kvm import Kvm, MmioExit, Vcpu
 from ..kvm.exits import Exit
 from ..machine import Machine
-from ..vcpu.transport import RegsPassThrough
+from ..vcpu.transport import VcpuPassThrough
 from ..vmm import GuestVcpu, ModelServer, VcpuLoop
 from .core import Case, CheckFailed, Skip, Suite, expect_eq
 from .programs.catalog import (
@@ -229,23 +229,15 @@ def run_sim(plan: Plan) -> StressRun:
     return out
 
 
-class _CountingVcpu(RegsPassThrough):
+class _CountingVcpu(VcpuPassThrough):
     """A vCPU for the provider that counts the KVM_RUN calls a kick interrupted."""
 
     def __init__(self, vcpu: Vcpu) -> None:
-        self.vcpu = self.regs_of = vcpu
+        super().__init__(vcpu)
         self.interrupted = 0
         """KVM_RUN calls entered with immediate_exit clear that ended in EINTR: a kick's
         signal arrived while the vCPU was in KVM_RUN (the loop's own immediate_exit runs,
         which complete a doorbell store, are not counted)."""
-
-    @property
-    def immediate_exit(self) -> bool:
-        return self.vcpu.immediate_exit
-
-    @immediate_exit.setter
-    def immediate_exit(self, on: bool) -> None:
-        self.vcpu.immediate_exit = on
 
     def run(self, immediate_exit: bool = False) -> Exit:
         entered_clear = not immediate_exit and not self.vcpu.immediate_exit

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from ..kvm.exits import Exit
+    from ..kvm.vcpu import Vcpu
     from ..regs.firmware import HostFirmware
 
 
@@ -59,6 +61,25 @@ class RegsPassThrough:
 
     def set_regs(self, items: Sequence[tuple[int, int]]) -> None:
         self.regs_of.set_regs(items)
+
+
+class VcpuPassThrough(RegsPassThrough):
+    """A view of a real vCPU for a VMM loop: registers, ``run`` and ``immediate_exit`` all go
+    to ``vcpu``; a subclass overrides what it watches or hides."""
+
+    def __init__(self, vcpu: Vcpu) -> None:
+        self.vcpu = self.regs_of = vcpu
+
+    @property
+    def immediate_exit(self) -> bool:
+        return self.vcpu.immediate_exit
+
+    @immediate_exit.setter
+    def immediate_exit(self, on: bool) -> None:
+        self.vcpu.immediate_exit = on
+
+    def run(self, immediate_exit: bool = False) -> Exit:
+        return self.vcpu.run(immediate_exit)
 
 
 @runtime_checkable
