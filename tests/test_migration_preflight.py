@@ -23,7 +23,7 @@ from sdei_state.migration.preflight import check_vcpu
 from sdei_state.regs import firmware
 from sdei_state.regs.firmware import HostFirmware, PsciVersion
 from sdei_state.regs.sdei import SDEI_REG_IDS
-from sdei_state.vcpu.transport import HostFacts, RegTransport
+from sdei_state.vcpu.transport import HostFacts, RegTransport, host_facts
 
 PSCI, WA1, WA2, WA3 = (0x6030_0000_0014_0000 + n for n in range(4))
 STD, STD_HYP, VENDOR, VENDOR_2 = (0x6030_0000_0016_0000 + n for n in range(4))
@@ -305,6 +305,24 @@ def test_destination_takes_host_facts_only_from_what_declares_them(sim_vm: SimVm
     assert not isinstance(bare, HostFacts)
     d = Destination.of_vcpus([bare])
     assert (d.host.name, d.psci_0_2, d.has_run) == ("destination (inferred)", True, False)
+
+
+def test_host_facts_answers_as_isinstance_does(sim_vm: SimVmFactory) -> None:
+    """The fast check preflight uses agrees with typing's isinstance on what declares the
+    facts (as properties or as plain attributes) and on what lacks any one of them."""
+
+    class Partial:
+        host, psci_0_2 = firmware.HOST_LINUX_6_1, True  # no has_run
+
+    class Plain:
+        def __init__(self) -> None:
+            self.host, self.psci_0_2, self.has_run = firmware.HOST_LINUX_6_1, True, False
+
+    sim = sim_vm(1).vcpus[0]
+    for obj, declares in ((sim, True), (Plain(), True), (_Bare(sim), False),
+                          (Partial(), False), (object(), False)):
+        assert isinstance(obj, HostFacts) is declares
+        assert (host_facts(obj) is obj) is declares
 
 
 # -- values that do not fit their register ---------------------------------------------------

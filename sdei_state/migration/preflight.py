@@ -41,7 +41,7 @@ from ..errors import KvmError, RegError
 from ..regs import firmware, ids
 from ..regs import sdei as sdei_regs
 from ..vcpu.core_rules import core_value_problem
-from ..vcpu.transport import HostFacts, RegTransport
+from ..vcpu.transport import RegTransport, host_facts
 from .blob import Blob, VcpuRegisters, value_problem
 from .wire import picker
 
@@ -119,7 +119,7 @@ class Destination:
             raise ValueError("the destination has no vCPU")
         first = vcpus[0]
         listed = _listed(tuple(first.reg_list()))
-        facts = first if isinstance(first, HostFacts) else None
+        facts = host_facts(first)
         psci_0_2 = facts.psci_0_2 if facts is not None else True
         has_run = facts.has_run if facts is not None else False
         if host is None:

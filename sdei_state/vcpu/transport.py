@@ -9,7 +9,7 @@ Values are unsigned integers of the register's width (``KVM_REG_SIZE(id)`` bytes
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Final, Protocol, cast, runtime_checkable
 
 if TYPE_CHECKING:
     from ..kvm.exits import Exit
@@ -103,3 +103,14 @@ class HostFacts(Protocol):
     def has_run(self) -> bool:
         """Some vCPU of the VM has entered KVM_RUN (the bitmaps are locked)."""
         ...
+
+
+FACT_NAMES: Final = tuple(n for n in vars(HostFacts) if not n.startswith("_"))
+"""The members of ``HostFacts``, read from its declaration once."""
+
+
+def host_facts(t: object) -> HostFacts | None:
+    """``t`` if it declares ``HostFacts``, else None: the answer of ``isinstance(t,
+    HostFacts)`` without typing's walk of the protocol's members on every call (about 10 us,
+    which every restore paid)."""
+    return cast("HostFacts", t) if all(hasattr(t, n) for n in FACT_NAMES) else None
