@@ -70,7 +70,7 @@ def _check_row(where: str, reg_ids: Sequence[int], row: Sequence[int], table: Id
     # row they reject is walked register by register for the message.
     ok = set(map(type, row)) == _INT_ONLY and min(row) >= 0
     if ok:
-        upto64 = table.upto64(row)
+        upto64 = table.upto64(row) if table.not_u64 else row
         ok = (not upto64 or max(upto64) <= U64_MAX) and not any(
             row[col] >> bits for col, bits in table.not_u64)
     if not ok:

@@ -225,9 +225,24 @@ def _cached_table(reg_ids: tuple[int, ...]) -> IdTable:
 
 def id_table(reg_ids: tuple[int, ...]) -> IdTable:
     """The validated table of ``reg_ids`` (``BlobError`` if unusable), cached for plain ints."""
+    last = _last_table
+    if last is not None and reg_ids is last[0]:  # the same tuple again (a transport's list)
+        return last[1]
     if not _INT_ONLY.issuperset(map(type, reg_ids)):  # bools and others: never from the cache
         check_id_table(reg_ids)
-    return _cached_table(reg_ids)
+    table = _cached_table(reg_ids)
+    _remember(reg_ids, table)
+    return table
+
+
+def _remember(reg_ids: tuple[int, ...], table: IdTable) -> None:
+    # One tuple, swapped in whole, so a reader in another thread sees a matching pair; it
+    # holds the ids, so their id() cannot be reused by another tuple while it is here.
+    global _last_table
+    _last_table = (reg_ids, table)
+
+
+_last_table: tuple[tuple[int, ...], IdTable] | None = None
 
 
 def check_id_table(reg_ids: Sequence[int]) -> None:
