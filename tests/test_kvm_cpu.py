@@ -68,7 +68,8 @@ def test_sp_follows_the_mode(mode: int, reg: int) -> None:
     fake.regs.update({ids.REG_PSTATE: 0x3C0 | mode, reg: 0xABC0,
                       ids.REG_X[1]: 11, ids.REG_PC: 0x1000})
     cpu = KvmCpu(fake)
-    assert cpu.read([CpuReg.X1, CpuReg.SP, CpuReg.PC]) == (11, 0xABC0, 0x1000)
+    assert cpu.read([CpuReg.X1, CpuReg.SP, CpuReg.PC]) == {CpuReg.X1: 11, CpuReg.SP: 0xABC0,
+                                                          CpuReg.PC: 0x1000}
     cpu.write({CpuReg.SP: 0x5550})
     assert fake.regs[reg] == 0x5550
     # Writing PSTATE with SP: the new PSTATE decides, no extra read.

@@ -310,7 +310,7 @@ def finish(vm: SimVm) -> list[tuple[int, int, int, int]]:
     assert out.completed == SW_SIGNALED
     seen.append(v.cpu.read([CpuReg.X3, CpuReg.PC, CpuReg.ELR_EL1, CpuReg.SPSR_EL1]))
     assert v.dispatch() is None
-    return [(a, b, c, d) for a, b, c, d in seen]
+    return [(a, b, c, d) for a, b, c, d in map(dict.values, seen)]
 
 
 def test_migrate_a_critical_handler_nested_on_a_normal_one(sim_vm: SimVmFactory) -> None:

@@ -257,7 +257,7 @@ def _call(p: RecordingProvider, cpus: list[MemoryCpu], i: int, fn: Function,
           *args: int) -> int:
     cpus[i].write({CpuReg(1 + k): a for k, a in enumerate((*args, 0, 0, 0, 0, 0)[:5])})
     assert p.handle_exit(i, HypercallExit(int(ExitReason.HYPERCALL), int(fn), (0,) * 6, 0))
-    return cpus[i].read((CpuReg.X0,))[0]
+    return cpus[i].read((CpuReg.X0,))[CpuReg.X0]
 
 
 def _linux_like_session(p: RecordingProvider, cpus: list[MemoryCpu]) -> None:

@@ -248,11 +248,11 @@ class _LyingServer(ModelServer):
 
     def handle_exit(self, index: int, exit_: Exit) -> CallOutcome | None:
         cpu = self.cpu(index)
-        x1 = cpu.read((CpuReg.X1,))[0]
+        x1 = cpu.read((CpuReg.X1,))[CpuReg.X1]
         out = super().handle_exit(index, exit_)
         if out is not None and out.function_id == Function.EVENT_CONTEXT and x1 == 4 \
                 and out.ret >= 0:
-            cpu.write({CpuReg.X0: cpu.read((CpuReg.X0,))[0] ^ 0x100})
+            cpu.write({CpuReg.X0: cpu.read((CpuReg.X0,))[CpuReg.X0] ^ 0x100})
             out = dataclasses.replace(out, ret=out.ret ^ 0x100)
         return out
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sdei_state.cpu import CpuReg
+from sdei_state.cpu import GPRS, CpuReg
 from sdei_state.errors import KvmError, RegError, RegListTooSmall
 from sdei_state.events import ASYNC_PF, SW_SIGNALED
 from sdei_state.regs import firmware
@@ -574,8 +574,8 @@ def test_call_loads_x0_to_x5_and_returns_the_outcome(sim_vcpu: SimVcpu) -> None:
     sim_vcpu.cpu.write({CpuReg.X4: 0xDEAD, CpuReg.X5: 0xBEEF, CpuReg.X6: 66})
     out = sim_vcpu.call("EVENT_REGISTER", [0x40400000, 0x2000, 1])
     assert out.ret == Ret.SUCCESS and out.function_id == Function.EVENT_REGISTER
-    assert sim_vcpu.cpu.read([CpuReg.X0, CpuReg.X1, CpuReg.X2, CpuReg.X3, CpuReg.X4, CpuReg.X5,
-                       CpuReg.X6]) == (0, 0, 0, 0, 0, 0, 66)  # missing args are 0
+    got = sim_vcpu.cpu.read(GPRS[:7])
+    assert got == {**dict.fromkeys(GPRS[:6], 0), CpuReg.X6: 66}  # missing args are 0
     assert sim_vcpu.state.event(ASYNC_PF).ep_addr == 0x2000
     assert sim_vcpu.call(Function.EVENT_STATUS, [0x40400000]).ret == 1
 
@@ -600,7 +600,8 @@ def test_call_refuses_what_no_register_holds(function: object, args: object,
     v.cpu.write({CpuReg.X0: 7, CpuReg.X1: 8})
     with pytest.raises(CallArgumentError, match=message):
         v.call(function, args)  # type: ignore[arg-type]
-    assert v.cpu.read([CpuReg.X0, CpuReg.X1]) == (7, 8) and not v.vm.has_run
+    assert v.cpu.read([CpuReg.X0, CpuReg.X1]) == {CpuReg.X0: 7, CpuReg.X1: 8}
+    assert not v.vm.has_run
 
 
 def test_inject_and_dispatch(sim_vcpu: SimVcpu) -> None:
@@ -611,7 +612,8 @@ def test_inject_and_dispatch(sim_vcpu: SimVcpu) -> None:
     assert sim_vcpu.dispatch() is None  # masked
     sim_vcpu.call("PE_UNMASK")
     assert sim_vcpu.dispatch() == ASYNC_PF
-    assert sim_vcpu.cpu.read([CpuReg.X0, CpuReg.X1, CpuReg.PC]) == (ASYNC_PF.number, 9, 0x3000)
+    assert sim_vcpu.cpu.read([CpuReg.X0, CpuReg.X1, CpuReg.PC]) == {
+        CpuReg.X0: ASYNC_PF.number, CpuReg.X1: 9, CpuReg.PC: 0x3000}
 
 
 def test_mpidr_matches_kvm_affinity() -> None:

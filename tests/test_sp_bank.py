@@ -28,7 +28,7 @@ def test_sp_is_banked_as_kvm_banks_it() -> None:
     v.set_reg(ids.REG_PSTATE, EL0T)
     assert v.cpu[CpuReg.SP] == 0x2000
     v.set_reg(ids.REG_PSTATE, EL1T)
-    assert v.cpu.read((CpuReg.X0, CpuReg.SP)) == (0, 0x2000)
+    assert v.cpu.read((CpuReg.X0, CpuReg.SP)) == {CpuReg.X0: 0, CpuReg.SP: 0x2000}
     v.set_regs(((ids.REG_PSTATE, USR), (ids.REG_X[13], 0x1313)))
     assert v.cpu[CpuReg.SP] == 0x1313 and v.cpu.as_json()["sp"] == 0x1313
     assert v.get_regs((SP_EL0, SP_EL1)) == [0x2000, 0x1000]  # the banks are untouched
@@ -46,7 +46,7 @@ def test_kvm_cpu_reads_and_writes_the_sim_as_the_sim_does(mode: int) -> None:
     kvm.write({CpuReg.SP: 0xABC})
     assert v.cpu[CpuReg.SP] == 0xABC
     v.cpu.write({CpuReg.SP: 0xDEF})
-    assert kvm.read((CpuReg.SP,)) == (0xDEF,)
+    assert kvm.read((CpuReg.SP,)) == {CpuReg.SP: 0xDEF}
 
 
 @pytest.mark.parametrize(("mode", "home"), sorted(SP_BY_MODE.items()))
@@ -95,7 +95,7 @@ def test_dispatch_and_complete_switch_stacks() -> None:
     assert v.cpu[CpuReg.SP] == 0  # the handler runs on SP_EL1
     v.cpu.write({CpuReg.SP: 0x9000})
     v.call("EVENT_COMPLETE", [0])
-    assert v.cpu.read((CpuReg.PC, CpuReg.SP)) == (0x8000, 0x7000)  # back on SP_EL0
+    assert v.cpu.read((CpuReg.PC, CpuReg.SP)) == {CpuReg.PC: 0x8000, CpuReg.SP: 0x7000}  # SP_EL0
     assert v.get_regs((SP_EL0, SP_EL1)) == [0x7000, 0x9000]
 
 

@@ -46,17 +46,17 @@ def test_guest_vcpu_exits_like_kvm() -> None:
     assert ex == HypercallExit(int(ExitReason.HYPERCALL), int(Function.VERSION), (0,) * 6,
                                int(HypercallFlags.SMC))
     assert isinstance(ex, HypercallExit) and ex.smc
-    assert v.cpu.read((CpuReg.PC,))[0] == v.guest.pc  # PC past the smc
+    assert v.cpu.read((CpuReg.PC,))[CpuReg.PC] == v.guest.pc  # PC past the smc
     ex = v.run()
     assert isinstance(ex, MmioExit) and ex.is_write
     assert (ex.phys_addr, ex.value, len(ex.data)) == (LAYOUT.doorbell, int(Function.VERSION), 8)
-    store_pc = v.cpu.read((CpuReg.PC,))[0]
+    store_pc = v.cpu.read((CpuReg.PC,))[CpuReg.PC]
     assert A.str_x(0, STORE_REG) == int.from_bytes(
         v.guest.mem[store_pc - LAYOUT.base:][:4], "little"), "PC stays at the store"
     with pytest.raises(KvmError) as ei:
         v.run(immediate_exit=True)
     assert ei.value.errno == errno.EINTR
-    assert v.cpu.read((CpuReg.PC,))[0] == store_pc + 4  # completed, nothing else ran
+    assert v.cpu.read((CpuReg.PC,))[CpuReg.PC] == store_pc + 4  # completed, nothing else ran
 
 
 def test_guest_vcpu_flag_keeps_it_out_until_cleared() -> None:
@@ -77,7 +77,7 @@ def test_loop_serves_calls_and_returns_the_vmms_exit() -> None:
     assert isinstance(ex, MmioExit) and ex.value == 0x0001_0001_564B_CAA9  # VERSION, served
     assert loop.unfinished
     loop.finish()
-    assert not loop.unfinished and v.cpu.read((CpuReg.PC,))[0] == v.guest.pc
+    assert not loop.unfinished and v.cpu.read((CpuReg.PC,))[CpuReg.PC] == v.guest.pc
 
 
 def test_loop_without_server_returns_the_hypercall() -> None:

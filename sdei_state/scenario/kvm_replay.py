@@ -95,7 +95,7 @@ def _check_x0(v: ReplayVcpu, sdei_in_kernel: bool) -> None:
     """Refuse a dispatch step whose x0 KVM would take for a call of its own if no event were
     taken (its reserved ranges; the SDEI block when it serves SDEI): the stub's hvc at the
     interrupted PC would make that call instead of exiting."""
-    x0 = v.cpu.read((CpuReg.X0,))[0]
+    x0 = v.cpu.read((CpuReg.X0,))[CpuReg.X0]
     w0 = x0 & 0xFFFF_FFFF
     if w0 >> 16 in (0x8000, 0xC000) or (sdei_in_kernel and in_sdei_block(w0)):
         raise ScenarioError(f"vCPU {v.index}: dispatch with x0 = {x0:#x}: the stub's hvc "
@@ -106,8 +106,7 @@ class StubCpu(KvmCpu):
     """``KvmCpu`` with ``as_json``, as the runner's final state prints it."""
 
     def as_json(self) -> dict[str, object]:
-        regs = tuple(CpuReg)
-        return MemoryCpu(dict(zip(regs, self.read(regs), strict=True))).as_json()
+        return MemoryCpu(self.read(tuple(CpuReg))).as_json()
 
 
 class ReplayVcpu(RegsPassThrough):
@@ -122,7 +121,7 @@ class ReplayVcpu(RegsPassThrough):
         self.cpu = StubCpu(regs)
 
     def call(self, function: int, args: Sequence[int] = ()) -> None:
-        pc, pstate = self.cpu.read((CpuReg.PC, CpuReg.PSTATE))
+        pc, pstate = self.cpu.read((CpuReg.PC, CpuReg.PSTATE)).values()
         values = [function, *args, *(0,) * (5 - len(args))]
         self._load(values)
         if self.vm.make_call(self, function & 0xFFFF_FFFF, values):

@@ -30,6 +30,7 @@ from .trace import FINAL_REGS, Dispatched, Injected, Served, TraceItem, VcpuRun
 if TYPE_CHECKING:
     from ..migration import Blob
 
+_PC: Final = (CpuReg.PC,)
 _PC_AND_ARGS: Final = (CpuReg.PC, *CALL_ARGS[1:])
 
 
@@ -111,7 +112,7 @@ class _Traced:
         ev = self.server.before_run(index)
         if ev is not None:
             ctx = self.server.machine.state(index).contexts[ev.priority]
-            pc = self.server.cpu(index).read((CpuReg.PC,))[0]
+            pc = self.server.cpu(index).read(_PC)[CpuReg.PC]
             self.trace.append(Dispatched(ev.number, pc, ctx.pc, ctx.pstate))
         return ev
 
@@ -122,8 +123,9 @@ class _Traced:
         out = self.server.handle_exit(index, exit_)
         if out is not None:
             self.trace.append(Served(
-                self.program.site_returning_to(pa[0]), out.function_id & 0xFFFF_FFFF,
-                tuple(pa[1:6]), out.ret, None if out.completed is None else out.completed.number))
+                self.program.site_returning_to(pa.pop(CpuReg.PC)), out.function_id & 0xFFFF_FFFF,
+                tuple(pa.values()), out.ret,
+                None if out.completed is None else out.completed.number))
         return out
 
 
@@ -193,7 +195,7 @@ class Driver:
         raise HostError(f"vCPU {i} ({prog.name}) did not settle within {max_exits} exits")
 
     def _unexpected(self, i: int, ex: Exit | None) -> str:
-        pc = self.engine.cpu(i).read((CpuReg.PC,))[0]
+        pc = self.engine.cpu(i).read(_PC)[CpuReg.PC]
         if isinstance(ex, HypercallExit):
             return (f"vCPU {i}: hypercall {ex.nr:#x} at pc {pc:#x} reached userspace and "
                     "nothing here serves it (no SMCCC filter forwards it to a provider)")
@@ -202,7 +204,7 @@ class Driver:
     def result(self, i: int) -> VcpuRun:
         """What vCPU ``i`` has done so far."""
         eng, st = self.engine, self._st[i]
-        regs = dict(zip(FINAL_REGS, eng.cpu(i).read(FINAL_REGS), strict=True))
+        regs = eng.cpu(i).read(FINAL_REGS)
         return VcpuRun(self.programs[i], tuple(st.trace), eng.memory(i), regs, st.finished,
                        eng.name)
 

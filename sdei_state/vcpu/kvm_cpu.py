@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-from ..cpu import CpuReg
+from ..cpu import CpuReg, _TupleRead
 from ..regs.ids import (
     REG_ELR_EL1,
     REG_PC,
@@ -77,7 +77,7 @@ def _ids(regs: tuple[int, ...]) -> tuple[int, ...]:
     return ids
 
 
-class KvmCpu:
+class KvmCpu(_TupleRead):
     """``CpuRegs`` over any ``RegTransport`` (normally a ``Vcpu``): each ``read``/``write`` is
     one batched transport call (plus one PSTATE read for an SP write without PSTATE)."""
 
@@ -86,7 +86,7 @@ class KvmCpu:
     def __init__(self, transport: RegTransport) -> None:
         self.transport = transport
 
-    def read(self, regs: Sequence[CpuReg]) -> tuple[int, ...]:
+    def _values(self, regs: Sequence[CpuReg]) -> tuple[int, ...]:
         key = tuple(regs)
         ids = _ids_of.get(key)
         if ids is None:

@@ -39,7 +39,7 @@ SP_BY_MODE: Final[Mapping[int, int]] = {
 
 _X_BY_ID: Final[Mapping[int, CpuReg]] = {rid: CpuReg(n) for n, rid in enumerate(REG_X)}
 _MODE_MASK: Final = 0x1F
-_SP: Final = CpuReg.SP  # module constants: BankedCpu.read/write run on every call and dispatch
+_SP: Final = CpuReg.SP  # module constants: BankedCpu's reads and writes run on every call
 _PSTATE: Final = CpuReg.PSTATE
 
 
@@ -86,7 +86,7 @@ class BankedCpu(MemoryCpu):
         sp = self.banked.get(home)
         return self._r[_X_BY_ID[home]] if sp is None else sp
 
-    def read(self, regs: Sequence[CpuReg]) -> tuple[int, ...]:
+    def _values(self, regs: Sequence[CpuReg]) -> tuple[int, ...]:
         if _SP in regs:
             sp = self._sp()
             return tuple(sp if r == _SP else self._r[r] for r in regs)
@@ -114,10 +114,10 @@ class BankedCpu(MemoryCpu):
             self._r[_X_BY_ID[home]] = sp
 
     def __getitem__(self, reg: CpuReg) -> int:
-        return self.read((reg,))[0]
+        return self._values((reg,))[0]
 
     def snapshot(self) -> dict[CpuReg, int]:
-        return dict(zip(CpuReg, self.read(tuple(CpuReg)), strict=True))
+        return self.read(tuple(CpuReg))
 
     def as_json(self) -> dict[str, object]:
         out = super().as_json()

@@ -144,11 +144,10 @@ def test_cpu_regs_on_a_real_vcpu(vcpu: Vcpu) -> None:
     values |= {CpuReg.PC: 0x4000_0000, CpuReg.ELR_EL1: 0x8000_1000, CpuReg.SPSR_EL1: 0x3C5,
                CpuReg.VBAR_EL1: 0xFFFF_0000_0010_0800}
     cpu.write(values)
-    regs = list(values)
-    assert cpu.read(regs) == tuple(values[r] for r in regs)
+    assert cpu.read(list(values)) == values
     # SP is the current stack pointer: SP_EL1 in EL1h, SP_EL0 in EL0t.
     cpu.write({CpuReg.PSTATE: 0x3C5, CpuReg.SP: 0xAAA0})
     assert vcpu.get_reg(REG_SP_EL1) == 0xAAA0
     cpu.write({CpuReg.PSTATE: 0x3C0, CpuReg.SP: 0xBBB0})
     assert vcpu.get_reg(REG_SP_EL0) == 0xBBB0 and vcpu.get_reg(REG_SP_EL1) == 0xAAA0
-    assert cpu.read([CpuReg.SP, CpuReg.PSTATE]) == (0xBBB0, 0x3C0)
+    assert cpu.read([CpuReg.SP, CpuReg.PSTATE]) == {CpuReg.SP: 0xBBB0, CpuReg.PSTATE: 0x3C0}

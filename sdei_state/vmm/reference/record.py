@@ -30,6 +30,8 @@ _ARGS: Final = (CpuReg.X1, CpuReg.X2, CpuReg.X3, CpuReg.X4, CpuReg.X5)
 _OUT: Final = (CpuReg.X0, CpuReg.X1, CpuReg.X2, CpuReg.X3)
 _ENTRY: Final = (CpuReg.X0, CpuReg.X1, CpuReg.X2, CpuReg.X3, CpuReg.PC, CpuReg.PSTATE,
                  CpuReg.VBAR_EL1, CpuReg.SCTLR_EL1)
+"""x0-x3, PC, PSTATE on entry to the handler (``DispatchRecord.entry``), then VBAR, SCTLR."""
+_SCTLR: Final = (CpuReg.SCTLR_EL1,)
 MAX_RECORDS: Final = 1 << 20
 """A guest that makes more calls than this stops being recorded (``overflowed``)."""
 
@@ -93,9 +95,10 @@ class RecordingProvider(SdeiProvider):
             ev = super().before_run(index)
             if ev is not None:
                 ctx = self.machine.state(index).contexts[ev.priority]
-                vals = self.cpu(index).read(_ENTRY)
+                got = self.cpu(index).read(_ENTRY)
                 self._log(DispatchRecord(index, ev.number, (*ctx.x, ctx.pc, ctx.pstate),
-                                         vals[6], vals[7], vals[:6]))
+                                         got[CpuReg.VBAR_EL1], got[CpuReg.SCTLR_EL1],
+                                         tuple(got.values())[:6]))
             return ev
 
     def handle_exit(self, index: int, exit_: Exit) -> CallOutcome | None:
@@ -104,12 +107,13 @@ class RecordingProvider(SdeiProvider):
         cpu = self.cpu(index)
         fid = exit_.nr & 0xFFFF_FFFF
         with self.machine.lock:
-            args = cpu.read(_ARGS)
-            sctlr = cpu.read((CpuReg.SCTLR_EL1,))[0] \
+            args = tuple(cpu.read(_ARGS).values())
+            sctlr = cpu.read(_SCTLR)[CpuReg.SCTLR_EL1] \
                 if fid == spec.Function.EVENT_COMPLETE_AND_RESUME else None
             out = super().handle_exit(index, exit_)
             x = cpu.read(_OUT)
-            self._log(CallRecord(index, fid, args, (x[0], x[1], x[2], x[3]), sctlr))
+            self._log(CallRecord(index, fid, args,
+                                 (x[CpuReg.X0], x[CpuReg.X1], x[CpuReg.X2], x[CpuReg.X3]), sctlr))
             return out
 
     def inject(self, index: int, number: int) -> bool:
