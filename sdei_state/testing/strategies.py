@@ -7,6 +7,7 @@ Values:
   ``KVM_SET_ONE_REG`` and what it refuses with EINVAL (per register; cross-register facts are
   ``vcpu_problems``'s);
 - ``event_states()``, ``contexts()``: any value the constructors accept;
+- ``cpu_values()``: CPU registers (``{CpuReg: value}``) any ``CpuRegs`` must write and read back;
 - ``vcpu_states()``: any per-register-valid ``VcpuState``, canonical or not;
 - ``canonical_vcpu_states()``: no context for an idle class, no entry point or argument for an
   unregistered event, a non-zero entry point for a registered one (what
@@ -22,6 +23,7 @@ Behaviour (everything the model itself produces):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TypeVar
 
 from hypothesis import strategies as st
@@ -324,14 +326,31 @@ def call_sequences(nr_vcpus: int = 1, *, max_size: int = 40) -> st.SearchStrateg
         lambda vm: _run_sequence(vm, max_size))
 
 
+def _sp_agrees(values: dict[CpuReg, int]) -> dict[CpuReg, int]:
+    """SP is x13 in AArch32 User, so when both are drawn SP takes x13's value, in every mode
+    (a write giving them different values in that mode is refused)."""
+    if CpuReg.SP in values and CpuReg.X13 in values:
+        values[CpuReg.SP] = values[CpuReg.X13]
+    return values
+
+
+def cpu_values(regs: Iterable[CpuReg] | None = None, *,
+               max_size: int = 8) -> st.SearchStrategy[dict[CpuReg, int]]:
+    """``{CpuReg: value}`` for up to ``max_size`` of ``regs`` (any ``CpuReg`` unless told), in
+    any order, with values a guest may hold when its VMM stops it: any u64, PSTATE in a mode
+    KVM accepts (``pstates()``), SP equal to x13 when both are drawn. What every ``CpuRegs``
+    must take in ``write`` and give back from ``read``."""
+    pool = sorted(set(CpuReg) if regs is None else set(regs))
+    return st.lists(st.sampled_from(pool), unique=True, max_size=max_size).flatmap(
+        lambda keys: st.fixed_dictionaries(
+            {k: pstates() if k is CpuReg.PSTATE else u64s() for k in keys})).map(_sp_agrees)
+
+
 def _cpu_values() -> st.SearchStrategy[dict[CpuReg, int]]:
-    """CPU registers a guest may hold when the VMM stops it (PSTATE in a mode KVM accepts).
-    SP is x13 in AArch32 User, so when both are drawn SP takes x13's value in every mode."""
+    """CPU registers a guest may hold when the VMM stops it, PSTATE always among them."""
     regs = [CpuReg(n) for n in range(31)] + [CpuReg.SP, CpuReg.PC]
     return st.dictionaries(st.sampled_from(regs), u64s(), max_size=6).flatmap(
-        lambda d: pstates().map(lambda p: {**d, CpuReg.PSTATE: p}
-                                | ({CpuReg.SP: d[CpuReg.X13]} if {CpuReg.SP, CpuReg.X13} <= d.keys()
-                                   else {})))
+        lambda d: pstates().map(lambda p: _sp_agrees({**d, CpuReg.PSTATE: p})))
 
 
 @st.composite
