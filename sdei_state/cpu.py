@@ -10,7 +10,6 @@ puts back what was read.
 
 from __future__ import annotations
 
-from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from enum import IntEnum
 from typing import Final, Protocol, runtime_checkable
@@ -88,25 +87,27 @@ class CpuRegs(Protocol):
         ...
 
 
-class _TupleRead:
+class TupleReadCpu:
     """The base of the library's own ``CpuRegs``: ``_values`` reads, ``read`` keys the values
-    by register. The model's per-exit paths take the tuple itself (``_read_values``): a dict
+    by register. The model's per-exit paths take the tuple itself (``read_values``): a dict
     per read made the userspace provider's own time per SDEI exit about a tenth longer."""
 
     __slots__ = ()
 
-    @abstractmethod
     def _values(self, regs: Sequence[CpuReg]) -> tuple[int, ...]:
-        """The values of ``regs``, in order (a register asked twice, twice)."""
+        """The values of ``regs``, in order (a register asked twice, twice). Each subclass
+        reads its own registers here; a plain class, not an ABC, so ``read_values``'s
+        isinstance test stays a type check."""
+        raise NotImplementedError(f"{type(self).__name__} does not define _values")
 
     def read(self, regs: Sequence[CpuReg]) -> dict[CpuReg, int]:
         return dict(zip(regs, self._values(regs), strict=True))
 
 
-def _read_values(cpu: CpuRegs, regs: Sequence[CpuReg]) -> tuple[int, ...]:
+def read_values(cpu: CpuRegs, regs: Sequence[CpuReg]) -> tuple[int, ...]:
     """The values of ``regs`` in order, for the model's hot paths: the
     library's own ``CpuRegs`` give their tuple (no dict is built); any other, through ``read``."""
-    if isinstance(cpu, _TupleRead):
+    if isinstance(cpu, TupleReadCpu):
         return cpu._values(regs)
     got = cpu.read(regs)
     return tuple(got[r] for r in regs)
@@ -115,7 +116,7 @@ def _read_values(cpu: CpuRegs, regs: Sequence[CpuReg]) -> tuple[int, ...]:
 _INT_ONLY: Final = frozenset({int})
 
 
-class MemoryCpu(_TupleRead):
+class MemoryCpu(TupleReadCpu):
     """An in-memory vCPU register file (the simulated vCPU's core registers)."""
 
     __slots__ = ("_r",)

@@ -22,7 +22,7 @@ from typing import Final
 from . import events as _events
 from .affinity import MPIDR_AFFINITY_MASK as MPIDR_AFFINITY_MASK  # re-exported: their home
 from .affinity import affinity_of as affinity_of  # was here
-from .cpu import CALL_ARGS, CONTEXT_GPRS, CpuReg, CpuRegs, _read_values
+from .cpu import CALL_ARGS, CONTEXT_GPRS, CpuReg, CpuRegs, read_values
 from .events import EVENTS, Event
 from .spec import (
     ARITY,
@@ -152,7 +152,7 @@ class Machine:
         """Serve the SDEI call the guest made with x0 = function id and x1..x5 = arguments,
         writing the result the way KVM does (x0 = result, x1..x3 = 0, the rest unchanged; a
         successful COMPLETE / COMPLETE_AND_RESUME rewrites the context instead)."""
-        x = _read_values(cpu, CALL_ARGS)
+        x = read_values(cpu, CALL_ARGS)
         a: Args = (x[1], x[2], x[3], x[4], x[5])
         return self._serve(self._check_vcpu(vcpu), x[0] & _W0, a, 5, cpu)
 
@@ -165,7 +165,7 @@ class Machine:
         n = ARITY.get(fid, 0)
         if not self.enabled:  # NOT_SUPPORTED whatever the arguments: read none
             return self._serve(vcpu, fid, None, 0, cpu)
-        a = _read_values(cpu, _ARG_REGS[n]) + _PAD[n] if n else _PAD[0]
+        a = read_values(cpu, _ARG_REGS[n]) + _PAD[n] if n else _PAD[0]
         return self._serve(vcpu, fid, a, n, cpu)  # type: ignore[arg-type]
 
     def call(self, vcpu: int, function_id: int, args: Sequence[int], cpu: CpuRegs) -> CallOutcome:
@@ -391,7 +391,7 @@ class Machine:
         values: dict[CpuReg, int] = dict(zip(CONTEXT_GPRS, ctx.x, strict=True))
         if resume:
             # Like an exception taken to EL1 at resume_addr (§5.2.2), SCTLR_EL1 as it is now.
-            (sctlr,) = _read_values(cpu, _SCTLR)
+            (sctlr,) = read_values(cpu, _SCTLR)
             values[CpuReg.ELR_EL1] = ctx.pc
             values[CpuReg.SPSR_EL1] = ctx.pstate
             values[CpuReg.PSTATE] = handler_entry_pstate(ctx.pstate, sctlr)
@@ -438,7 +438,7 @@ class Machine:
             st = self._states[vcpu]
             es = st.events[ev.index]
             # VBAR_EL1 is read only when the entry point is relative to it.
-            vals = _read_values(cpu, _DISPATCH_READ_RELATIVE if es.relative
+            vals = read_values(cpu, _DISPATCH_READ_RELATIVE if es.relative
                                 else _DISPATCH_READ)
             x, pc, pstate, sctlr = tuple(vals[:18]), vals[18], vals[19], vals[20]
             if not pstate_mode_ok(pstate):

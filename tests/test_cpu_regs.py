@@ -3,7 +3,7 @@
 
 ``KvmCpu`` runs over a simulated vCPU's ONE_REG view (its arm64 run is
 ``tests/arm64/test_arm64_run.py``); ``DictCpu`` is a user's own implementation, which the model
-reads through ``read`` where the library's own give it their tuple (``cpu._read_values``).
+reads through ``read`` where the library's own give it their tuple (``cpu.read_values``).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sdei_state.cpu import CpuReg, CpuRegs, MemoryCpu, _read_values
+from sdei_state.cpu import CpuReg, CpuRegs, MemoryCpu, read_values
 from sdei_state.events import SW_SIGNALED
 from sdei_state.guest.a64 import SysReg
 from sdei_state.guest.interpreter import GuestCpu
@@ -103,7 +103,7 @@ def test_writing_what_was_read_changes_nothing(name: str, start: dict[CpuReg, in
     cpu.write(got)
     assert impl.held(cpu) == before
     # The model's tuple path gives what read gives, a register asked twice included.
-    assert _read_values(cpu, regs) == tuple(got[r] for r in regs)
+    assert read_values(cpu, regs) == tuple(got[r] for r in regs)
 
 
 @pytest.mark.parametrize("name", IMPLS)

@@ -12,7 +12,7 @@ import errno as _errno
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
-from ..cpu import CALL_ARGS, CpuReg, _read_values
+from ..cpu import CALL_ARGS, CpuReg, read_values
 from ..errors import RegError, ScenarioError, SdeiStateError
 from .format import RESULT_FORMAT, Scenario, Step, parse
 
@@ -76,11 +76,11 @@ class Runner:
                 cpu.write(dict(zip(CALL_ARGS, (step.value, *step.args, *_NO_ARGS),
                                     strict=False)))  # the padding runs past x5
                 machine.hvc(vcpu.index, cpu)
-            x0, x1, x2, x3 = _read_values(cpu, _RESULT)
+            x0, x1, x2, x3 = read_values(cpu, _RESULT)
             return {"x0": _signed(x0), "x1": x1, "x2": x2, "x3": x3}
         if a == "dispatch":
             ev = vcpu.dispatch()
-            pc, pstate, x0, x1, x2, x3 = _read_values(vcpu.cpu, _DISPATCHED)
+            pc, pstate, x0, x1, x2, x3 = read_values(vcpu.cpu, _DISPATCHED)
             return {"taken": None if ev is None else ev.number, "pc": pc, "pstate": pstate,
                     "x0": x0, "x1": x1, "x2": x2, "x3": x3}
         if a == "inject":

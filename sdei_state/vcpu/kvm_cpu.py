@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-from ..cpu import CpuReg, _TupleRead
+from ..cpu import CpuReg, TupleReadCpu
 from ..regs.ids import (
     REG_ELR_EL1,
     REG_PC,
@@ -77,7 +77,7 @@ def _ids(regs: tuple[int, ...]) -> tuple[int, ...]:
     return ids
 
 
-class KvmCpu(_TupleRead):
+class KvmCpu(TupleReadCpu):
     """``CpuRegs`` over any ``RegTransport`` (normally a ``Vcpu``): each ``read``/``write`` is
     one batched transport call (plus one PSTATE read for an SP write without PSTATE)."""
 

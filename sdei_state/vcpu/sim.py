@@ -39,7 +39,7 @@ from enum import IntEnum
 from types import MappingProxyType
 from typing import Final
 
-from ..cpu import CALL_ARGS, CpuReg, _read_values
+from ..cpu import CALL_ARGS, CpuReg, read_values
 from ..errors import KvmError, RegError, RegListTooSmall, SdeiStateError
 from ..events import Event
 from ..machine import CallOutcome, Machine, affinity_of
@@ -257,7 +257,7 @@ class SimVcpu:
             values.update(zip(_SDEI_IDS, sdei_block.read(vm.machine, self.index, _SDEI_IDS),
                               strict=True))
         if _Kind.CORE in kinds or _Kind.SYS in kinds:
-            values.update(zip(_CPU_IDS, _read_values(self.cpu, _CPU_ORDER), strict=True))
+            values.update(zip(_CPU_IDS, read_values(self.cpu, _CPU_ORDER), strict=True))
             values.update(self.cpu.banked)
         for rid in [rid for rid, kind in zip(reg_ids, kinds, strict=True) if kind is _Kind.FW]:
             values[rid] = firmware.get_value(rid, host=vm.host, stored=vm._fw.get(rid),

@@ -18,7 +18,7 @@ import errno
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-from ..cpu import CpuReg, _TupleRead
+from ..cpu import CpuReg, TupleReadCpu
 from ..errors import KvmError
 from ..guest.a64 import U64_MASK, SysReg
 from ..guest.asm import Image
@@ -34,7 +34,7 @@ _SYS: Final[Mapping[CpuReg, int]] = {CpuReg.ELR_EL1: SysReg.ELR_EL1,
 """The CpuRegs the interpreter keeps among its system registers."""
 
 
-class GuestRegs(_TupleRead):
+class GuestRegs(TupleReadCpu):
     """``CpuRegs`` over a ``GuestCpu``: core registers as KVM names them (``SP`` is SP_EL0,
     KVM's core ``sp``; SP_EL1 is the interpreter's ``sp_el1``)."""
 
