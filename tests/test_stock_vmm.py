@@ -21,8 +21,8 @@ from sdei_state.selftest.backends import SimBackend
 from sdei_state.selftest.core import Outcome
 from sdei_state.selftest.qemu_stream import StreamError, cpu_sections
 from sdei_state.selftest.qmp import Qmp, QmpError
-from sdei_state.selftest.stock_cross import KernelSdeiOff
 from sdei_state.vcpu.sim import SimVm
+from sdei_state.vmm.in_kernel import KernelSdeiOff
 
 IDS = (0x603000000013C000, 0x603000000013C600, *sdei_regs.SDEI_REG_IDS, 0x6030000000160000)
 

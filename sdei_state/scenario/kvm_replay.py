@@ -45,12 +45,12 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ..cpu import CALL_ARGS, CpuReg, MemoryCpu
 from ..errors import ScenarioError
-from ..events import EVENTS, Event, by_number
-from ..regs import firmware
+from ..events import EVENTS, Event
 from ..regs import sdei as sdei_regs
 from ..spec import Function, Ret, in_sdei_block
 from ..vcpu.kvm_cpu import KvmCpu
 from ..vcpu.transport import RegsPassThrough, RegTransport
+from ..vmm.in_kernel import inject_pending
 from .kvm_stub import (
     SCTLR_EL1,
     SCTLR_M,
@@ -67,28 +67,11 @@ if TYPE_CHECKING:
     from ..vmm import SdeiProvider
 
 BACKENDS: Final = ("sim", "kvm-provider", "kvm-kernel")
-_REGISTERED: Final = 1 << 0
-_PENDING: Final = 1 << 3
 _MASKED: Final = 1
 _RETURNED: Final = STUB_PC + 4
 """Where a vCPU stops after a call the kernel served and returned from (the next hvc)."""
 _U64: Final = (1 << 64) - 1
 _NOT_SUPPORTED: Final = Ret.NOT_SUPPORTED & _U64
-
-
-def inject_pending(regs: RegTransport, number: int) -> bool:
-    """Hypervisor injection on a kernel that serves SDEI: set PENDING in the event's
-    ``SDEI_EVENT_STATE``. Refused (False, nothing written), as by the model, for an unknown
-    event, an unregistered one, or with the SDEI bit of STD_BMAP clear."""
-    ev = by_number(number)
-    if ev is None:
-        return False
-    rid = sdei_regs.event_state_id(ev.index)
-    bmap, state = regs.get_regs((firmware.STD_BMAP, rid))
-    if not bmap >> firmware.STD_BIT_SDEI & 1 or not state & _REGISTERED:
-        return False
-    regs.set_reg(rid, state | _PENDING)
-    return True
 
 
 def _check_x0(v: ReplayVcpu, sdei_in_kernel: bool) -> None:

@@ -199,7 +199,7 @@ class InKernelEngine(_KvmBase):
     def inject(self, i: int, number: int) -> bool:
         """Injection through the register ABI: set PENDING in SDEI_EVENT_STATE (refused,
         as by the model, when the event is not registered)."""
-        from ..scenario.kvm_replay import inject_pending
+        from ..vmm.in_kernel import inject_pending
 
         return inject_pending(self.vcpus[i], number)
 

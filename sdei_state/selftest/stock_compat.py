@@ -26,12 +26,12 @@ from ..kvm import Kvm, MmioExit
 from ..migration import Blob, Destination, PreflightReport, preflight, save_vm
 from ..regs import firmware
 from ..regs import sdei as sdei_regs
+from ..vmm.in_kernel import SDEI_BIT, SDEI_IDS, KernelSdeiOff
 from .core import Case, CheckFailed, Skip, expect_eq
 from .host import Driver
 from .programs.catalog import PROGRAMS
 from .runner_kvm import InKernelEngine
 from .scenarios import at_bell
-from .stock_cross import SDEI_BIT, SDEI_IDS, KernelSdeiOff
 
 PROGRAM: Final = "dispatch-complete"
 MAX_RUNS: Final = 50

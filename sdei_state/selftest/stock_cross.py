@@ -28,8 +28,8 @@ from typing import Any, Final
 from ..kvm import Kvm
 from ..regs import firmware
 from ..regs import sdei as sdei_regs
-from ..vcpu.transport import VcpuPassThrough
 from ..vmm import SdeiProvider
+from ..vmm.in_kernel import KernelSdeiOff
 from .core import Case, CheckFailed, Skip
 from .host import Driver, Migration
 from .migration_suite import CASES, MigrationCase
@@ -38,27 +38,12 @@ from .runner_kvm import InKernelEngine, KvmEngine, _KvmBase
 from .scenarios import MigrateStep, RunStep, ScenarioRun, Step, at_bell, reference, single
 from .trace import Dispatched, Served, TraceItem, VcpuRun, compare
 
-SDEI_IDS: Final = frozenset(sdei_regs.SDEI_REG_IDS)
-SDEI_BIT: Final = 1 << firmware.STD_BIT_SDEI
 NEEDS: Final = frozenset({"in-kernel-sdei", "smccc-filter"})
 
 
 def both_see(item: TraceItem) -> bool:
     """What a trace shows on either side: the kernel side sees no call and no dispatch."""
     return not isinstance(item, Served | Dispatched)
-
-
-class KernelSdeiOff(VcpuPassThrough):
-    """A vCPU of a kernel with in-kernel SDEI as the provider must see it: the kernel's
-    registers without its SDEI block (the provider adds its own). Everything else passes
-    through."""
-
-    def gate_off(self) -> None:
-        """Clear STD_BMAP bit 1 in the kernel (VM-wide; before the first run)."""
-        self.vcpu.set_reg(firmware.STD_BMAP, self.vcpu.get_reg(firmware.STD_BMAP) & ~SDEI_BIT)
-
-    def reg_list(self) -> tuple[int, ...]:
-        return tuple(r for r in self.vcpu.reg_list() if r not in SDEI_IDS)
 
 
 class ProviderSide(KvmEngine):
