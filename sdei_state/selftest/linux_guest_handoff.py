@@ -72,7 +72,7 @@ def child(workdir: Path, timeout: float = CHILD_TIMEOUT) -> int:
     snap = Snapshot.read(workdir)
     console = Console()
     holder: list[ReferenceVmm] = []
-    bell = Doorbell(lambda v, ev: holder[0].provider.inject(v, ev), lambda _v, _p: None)
+    bell = Doorbell(lambda v, ev: holder[0].inject(v, ev), lambda _v, _p: None)
     new = restore(snap, console, doorbell=bell)
     out = workdir / "out"
     out.mkdir(exist_ok=True)
@@ -89,10 +89,9 @@ def child(workdir: Path, timeout: float = CHILD_TIMEOUT) -> int:
     if not new.done.wait(timeout):
         new.shutdown(f"the guest did not power off within {timeout:.0f} s")
     new.join()
-    pending = [[ev.number for ev, es in new.provider.machine.state(i).pairs() if es.pending]
-               for i in range(new.cfg.vcpus)]
+    pending = [list(new.pending(i)) for i in range(new.cfg.vcpus)]
     (out / "console.txt").write_text("".join(ln + "\n" for ln in console.lines))
-    (out / "records.json").write_text(json.dumps(to_json(new.provider.records)))
+    (out / "records.json").write_text(json.dumps(to_json(new.records)))
     (out / "result.json").write_text(json.dumps({
         "ended_by": new.ended_by, "errors": new.errors, "pending": pending,
         "resumed_at": resumed}))

@@ -24,11 +24,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import RestoreError
+from ..errors import RestoreError, SdeiStateError
 from ..kvm import Kvm
 from ..migration.vm import VmSnapshot, restore_vm_snapshot, save_vm_snapshot
 from ..vmm.reference import Console, Doorbell
 from ..vmm.reference.record import MigrateRecord, Record, from_json, to_json
+from ..vmm.reference.sdei_mode import other
 from ..vmm.reference.vmm import ReferenceVmm, VmmConfig
 from .linux_guest_run import MigrationCost
 
@@ -62,32 +63,47 @@ class Snapshot:
 def save(vmm: ReferenceVmm) -> Snapshot:
     """Everything of a paused VMM."""
     snap = save_vm_snapshot(vmm.regs, gic=vmm.gic.device, memory=[vmm.ram])
-    return Snapshot(vmm.cfg, snap.to_bytes(), tuple(vmm.provider.records))
+    return Snapshot(vmm.cfg, snap.to_bytes(), tuple(vmm.records))
 
 
 def restore(snap: Snapshot, console: Console, *, kvm: Kvm | None = None,
-            doorbell: Doorbell | None = None) -> ReferenceVmm | str:
-    """A new, unstarted VMM holding ``snap``; or why it was refused (nothing restored)."""
+            doorbell: Doorbell | None = None, sdei: str = "provider") -> ReferenceVmm | str:
+    """A new, unstarted VMM holding ``snap``, SDEI served as ``sdei`` says (the blob is the
+    same in both modes); or why it was refused (nothing restored)."""
     vm_snap = VmSnapshot.from_bytes(snap.blob)
-    new = ReferenceVmm(snap.cfg, console, kvm=kvm, doorbell=doorbell, secondaries_off=False)
+    new = ReferenceVmm(snap.cfg, console, kvm=kvm, doorbell=doorbell, secondaries_off=False,
+                       sdei=sdei)
     try:
         restore_vm_snapshot(new.regs, vm_snap, gic=new.gic.device, memory=[new.ram])
     except RestoreError as e:
         new.close()
         return str(e)
-    new.provider.records = [*snap.records, MigrateRecord()]
+    if new.sdei == "provider":
+        new.provider.records = [*snap.records, MigrateRecord()]
     return new
 
 
-def migrate(old: ReferenceVmm) -> tuple[ReferenceVmm, MigrationCost]:
-    """Pause, save, restore into a new VMM in this process, close ``old``."""
+def migrate(old: ReferenceVmm, sdei: str | None = None) -> tuple[ReferenceVmm, MigrationCost]:
+    """Pause, save, restore into a new VMM in this process (SDEI served as ``sdei`` says,
+    by default as in ``old``), close ``old``."""
     t0 = time.monotonic()
+    to = old.sdei if sdei is None else sdei
+    sides = (old.sdei, to)
     if not old.pause(30):
-        return old, MigrationCost(time.monotonic() - t0, 0, problem="the vCPUs did not park")
+        return old, MigrationCost(time.monotonic() - t0, 0, problem="the vCPUs did not park",
+                                  sides=sides)
     snap = save(old)
-    new = restore(snap, old.console, kvm=old.kvm, doorbell=old.doorbell)
+    try:
+        new = restore(snap, old.console, kvm=old.kvm, doorbell=old.doorbell, sdei=to)
+    except (ValueError, SdeiStateError) as e:  # the destination mode cannot be set up
+        new = f"{type(e).__name__}: {e}"
     if isinstance(new, str):
-        return old, MigrationCost(time.monotonic() - t0, snap.size, problem=new)
+        return old, MigrationCost(time.monotonic() - t0, snap.size, problem=new, sides=sides)
     old.shutdown("migrated")
     old.close()
-    return new, MigrationCost(time.monotonic() - t0, snap.size)
+    return new, MigrationCost(time.monotonic() - t0, snap.size, sides=sides)
+
+
+def cross_migrate(old: ReferenceVmm) -> tuple[ReferenceVmm, MigrationCost]:
+    """``migrate`` into the other SDEI mode (provider -> kernel, kernel -> provider)."""
+    return migrate(old, other(old.sdei))

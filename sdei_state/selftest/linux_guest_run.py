@@ -27,6 +27,11 @@ from ..vmm.reference.vmm import DEFAULT_BOOTARGS, ReferenceVmm, VmmConfig
 
 UP: Final = r"guest-init: userspace up at ([0-9.]+)s"
 DONE: Final = r"guest-init: done at"
+KINDS: Final = {0: "between rounds", 1: "normal handler running",
+                2: "critical handler preempting the normal one",
+                3: "handler running with its event unregister-pending",
+                4: "event pending while the PE is masked"}
+"""Checkpoint kinds (``sdei_test.c``: point = iteration << 16 | round << 8 | kind)."""
 RAM_MB: Final = 256
 """The nested guest's RAM (every migration saves and scans all of it): Debian's kernel takes
 44 MiB with bss, and with 128 MiB its boot runs out of memory (ip_rt_init's hash tables)."""
@@ -47,17 +52,24 @@ class Migration:
     console_lines: int = 0
     """Console lines printed before it (the guest carried on if more came after)."""
 
+    sides: tuple[str, str] = ("provider", "provider")
+    """Who served SDEI before and after it (``sdei_mode``): a cross-mode migration changes."""
+
+    @property
+    def kind(self) -> int:
+        """Where in a round (``KINDS``)."""
+        return self.point & 0xFF
+
     @property
     def in_handler(self) -> bool:
-        """Stopped with a handler running (checkpoint kinds 1: normal, 2: critical)."""
-        return self.point & 0xFF in (1, 2)
+        """Stopped with a handler running (checkpoint kinds 1: normal, 2: critical, 3: the
+        normal one with its event unregister-pending)."""
+        return self.kind in (1, 2, 3)
 
     @property
     def label(self) -> str:
-        where = {0: "between rounds", 1: "normal handler running",
-                 2: "critical handler preempting the normal one"}.get(self.point & 0xFF, "?")
-        return (f"iteration {self.point >> 16} round {(self.point >> 8) & 0xFF}, {where}, "
-                f"vCPU {self.vcpu}")
+        return (f"iteration {self.point >> 16} round {(self.point >> 8) & 0xFF}, "
+                f"{KINDS.get(self.kind, '?')}, vCPU {self.vcpu}")
 
 
 @dataclass(frozen=True)
@@ -68,6 +80,7 @@ class MigrationCost:
     saved_bytes: int
     new_process: bool = False
     problem: str = ""
+    sides: tuple[str, str] = ("provider", "provider")
 
 
 Migrator = Callable[[ReferenceVmm], tuple[ReferenceVmm, MigrationCost]]
@@ -91,6 +104,8 @@ class GuestRun:
     total_seconds: float
     final_pending: tuple[tuple[int, ...], ...] = ()
     """Per vCPU, the events still pending at the end."""
+    final_sdei: tuple[dict[int, int], ...] = ()
+    """Per vCPU, the 47 SDEI registers at the end (empty after a handoff)."""
     migrations: list[Migration] = field(default_factory=list)
 
     def vcpu_of_mpidr(self, mpidr: int) -> int | None:
@@ -98,21 +113,24 @@ class GuestRun:
         return self.mpidrs.index(aff) if aff in self.mpidrs else None
 
 
-def bootargs(rounds: int, suspend: bool, kpti: bool = False) -> str:
+def bootargs(rounds: int, suspend: bool, kpti: bool = False, states: bool = False) -> str:
     """The nested kernel's command line; ``kpti`` forces page-table isolation (``kpti=1``),
-    so SDEI events enter through Linux's trampoline (``__sdei_asm_entry_trampoline``)."""
+    so SDEI events enter through Linux's trampoline (``__sdei_asm_entry_trampoline``);
+    ``states`` adds the module's rounds 8 and 9 (unregister-pending, pending while masked)."""
     return (f"{DEFAULT_BOOTARGS} quiet{' kpti=1' if kpti else ''} "
-            f"sdei_doorbell={DOORBELL_BASE:#x} sdei_rounds={rounds} sdei_suspend={int(suspend)}")
+            f"sdei_doorbell={DOORBELL_BASE:#x} sdei_rounds={rounds} sdei_suspend={int(suspend)}"
+            + (" sdei_states=1" if states else ""))
 
 
 def run_guest(kvm: Kvm, assets: Path, *, vcpus: int = 2, rounds: int = 3,
               suspend: bool = True, timeout: float = 300.0,
               plan: Callable[[int, int], bool] | None = None,
               migrator: Migrator | None = None, handoff_point: int | None = None,
-              workdir: Path | None = None, kpti: bool = False) -> GuestRun:
+              workdir: Path | None = None, kpti: bool = False, sdei: str = "provider",
+              states: bool = False) -> GuestRun:
     """Boot and run the guest to its power-off; see the module docstring. At checkpoint
     ``handoff_point`` the rest of the run moves to a new process (``linux_guest_handoff``,
-    snapshot in ``workdir``)."""
+    snapshot in ``workdir``). ``sdei``: who serves SDEI at boot (``ReferenceVmm``)."""
     from .linux_guest_handoff import handoff
 
     console = Console()
@@ -121,7 +139,7 @@ def run_guest(kvm: Kvm, assets: Path, *, vcpus: int = 2, rounds: int = 3,
     handed: list[int] = []
 
     def on_inject(vcpu: int, event: int) -> None:
-        holder[-1].provider.inject(vcpu, event)
+        holder[-1].inject(vcpu, event)
 
     def on_checkpoint(vcpu: int, point: int) -> None:
         if point == handoff_point and workdir is not None and not handed:
@@ -134,10 +152,10 @@ def run_guest(kvm: Kvm, assets: Path, *, vcpus: int = 2, rounds: int = 3,
 
     bell = Doorbell(on_inject, on_checkpoint)
     cfg = VmmConfig(vcpus, RAM_MB)
-    vmm = ReferenceVmm(cfg, console, kvm=kvm, doorbell=bell)
+    vmm = ReferenceVmm(cfg, console, kvm=kvm, doorbell=bell, sdei=sdei)
     holder.append(vmm)
     vmm.boot((assets / "Image").read_bytes(), (assets / "initramfs.cpio").read_bytes(),
-             bootargs(rounds, suspend, kpti))
+             bootargs(rounds, suspend, kpti, states))
     t0 = time.monotonic()
     vmm.start()
     migrations: list[Migration] = []
@@ -163,7 +181,7 @@ def run_guest(kvm: Kvm, assets: Path, *, vcpus: int = 2, rounds: int = 3,
         else:
             new.resume()
         migrations.append(Migration(point, vcpu, time.monotonic() - asked, cost.saved_bytes,
-                                    cost.new_process, cost.problem, len(lines)))
+                                    cost.new_process, cost.problem, len(lines), cost.sides))
         if cost.problem:
             break
     last = holder[-1]
@@ -171,22 +189,24 @@ def run_guest(kvm: Kvm, assets: Path, *, vcpus: int = 2, rounds: int = 3,
         last.shutdown(f"the guest did not power off within {timeout:.0f} s")
     last.join()
     up = console.find(UP)
+    final_sdei: tuple[dict[int, int], ...] = ()
     if rest is not None:
         all_lines = [*lines, *rest.console]
         records, ended_by, pending = rest.records, rest.ended_by or rest.problem, rest.pending
         errors = [e for v in holder for e in v.errors] + rest.errors
     else:
         all_lines = list(lines)
-        records, ended_by = list(last.provider.records), last.ended_by
-        pending = tuple(tuple(ev.number for ev, es in last.provider.machine.state(i).pairs()
-                              if es.pending) for i in range(vcpus))
+        records, ended_by = list(last.records), last.ended_by
+        pending = tuple(last.pending(i) for i in range(vcpus))
+        final_sdei = tuple(last.sdei_registers(i) for i in range(vcpus))
         errors = [e for v in holder for e in v.errors]
     run = GuestRun(
         nr_vcpus=vcpus, console=all_lines, parsed=results.parse(all_lines), records=records,
         mpidrs=last.mpidrs, ended_by=ended_by, errors=errors,
         boot_seconds=None if up is None else console.times[up[0]] - t0,
         guest_boot_seconds=None if up is None else float(up[1].group(1)),
-        total_seconds=time.monotonic() - t0, final_pending=pending, migrations=migrations)
+        total_seconds=time.monotonic() - t0, final_pending=pending, final_sdei=final_sdei,
+        migrations=migrations)
     if rest is None:
         last.close()
     return run

@@ -19,8 +19,19 @@
  *                      script set), then a signal. Linux 6.12 makes no SDEI call around
  *                      s2idle (its CPU PM notifier masks only on the deep-suspend syscore
  *                      path), so this checks that SDEI still works after it.
+ *   8 unreg_pending    with states=1: the last CPU signals itself and its handler calls
+ *                      EVENT_UNREGISTER on its own running event: PENDING (the event is
+ *                      unregister-pending until the handler completes; checkpoint kind 3
+ *                      rings there). Afterwards a signal to that CPU is refused. Linux's
+ *                      SDEI driver does not know the event went, so the CPU is taken
+ *                      offline and online again: Linux's CPU hotplug callbacks re-register
+ *                      and re-enable it there (its unregister on the way down fails, which
+ *                      it logs and ignores), and a signal is handled again.
+ *   9 masked_pending   with states=1: CPU 0 masks itself (PE_MASK), signals itself (the
+ *                      event stays pending: no handler runs), rings checkpoint kind 4, and
+ *                      unmasks (PE_UNMASK): the handler runs before the hvc returns to C.
  *
- * Rounds 1-5 repeat `rounds` times; 6 and 7 run once, at the end. Results go to the
+ * Rounds 1-5 (and 8-9) repeat `rounds` times; 6 and 7 run once, at the end. Results go to the
  * console as one line per round and per CPU ("sdei-test: ..."), which the VMM parses.
  * Inside a handler nothing may print, so handlers ring the VMM's doorbell (two 64-bit
  * registers at the `doorbell` physical address): INJECT asks for an event on this vCPU,
@@ -46,8 +57,12 @@
 #define EV_SW		0x00000000u
 #define EV_ASYNC_PF	0x40400000u
 #define FN_EVENT_SIGNAL	0xC400002Fu	/* SDEI v1.1, DEN0054C 5.1.17 */
+#define FN_EVENT_UNREGISTER	0xC4000027u
+#define FN_PE_MASK	0xC400002Bu
+#define FN_PE_UNMASK	0xC400002Cu
 #define MPIDR_NOBODY	0xFFul		/* Aff0 255: no vCPU of a VM below 256 CPUs */
 #define SDEI_INVALID	(-2L)		/* SDEI_INVALID_PARAMETERS */
+#define SDEI_PENDING	(-5L)		/* SDEI_PENDING */
 #define DB_INJECT	0x0
 #define DB_CHECKPOINT	0x8
 #define DB_MAGIC	0x53444549u
@@ -62,6 +77,10 @@ static int suspend;
 module_param(suspend, int, 0444);
 MODULE_PARM_DESC(suspend, "run round 7 (only with /sys/power/pm_test set: else s2idle waits "
 		 "for a wakeup this VM never sends)");
+static int states;
+module_param(states, int, 0444);
+MODULE_PARM_DESC(states, "also run rounds 8 and 9 (an event unregister-pending, an event "
+		 "pending while masked) in every iteration");
 
 static struct sdei_api api;
 
@@ -72,6 +91,8 @@ static DEFINE_PER_CPU(unsigned long, signalled);	/* successful signals aimed her
 static DEFINE_PER_CPU(int, in_normal);
 static DEFINE_PER_CPU(int, crit_saw_normal);
 static int mode_critical;	/* round 5: the normal handler asks for ASYNC_PF */
+static int mode_unreg;		/* round 8: the normal handler unregisters its own event */
+static long unreg_rc;		/* what that EVENT_UNREGISTER returned */
 static unsigned long point;	/* the checkpoint id rung next (iteration, round) */
 static int passed, failed;
 
@@ -88,6 +109,13 @@ static int sw_handler(u32 event, struct pt_regs *regs, void *arg)
 	ring(DB_CHECKPOINT, point | 1);
 	if (READ_ONCE(mode_critical))
 		ring(DB_INJECT, EV_ASYNC_PF);	/* taken before the next instruction */
+	if (READ_ONCE(mode_unreg)) {
+		struct arm_smccc_res res;
+
+		arm_smccc_1_1_hvc(FN_EVENT_UNREGISTER, EV_SW, &res);
+		WRITE_ONCE(unreg_rc, (long)res.a0);
+		ring(DB_CHECKPOINT, point | 3);	/* unregister-pending, handler running */
+	}
 	this_cpu_write(in_normal, 0);
 	return 0;
 }
@@ -269,6 +297,73 @@ static void round_suspend(void)
 	       "pm_suspend=%d rc=%ld", err, rc);
 }
 
+static void round_unreg_pending(int iter)
+{
+	int cpu = cpumask_last(cpu_online_mask);
+	unsigned long before, again;
+	long rc, gone_rc, back_rc;
+	u64 mpidr;
+	int err;
+
+	if (cpu == 0) {
+		report(iter, "unreg_pending", true, "skipped=one_cpu");
+		return;
+	}
+	mpidr = mpidr_of(cpu);
+	before = per_cpu(entered, cpu);
+	WRITE_ONCE(unreg_rc, 1);
+	WRITE_ONCE(mode_unreg, 1);
+	rc = signal_from(cpu, cpu, mpidr, 0);
+	WRITE_ONCE(mode_unreg, 0);
+	gone_rc = signal_from(0, -1, mpidr, 0);	/* unregistered when the handler completed */
+	err = remove_cpu(cpu);
+	if (!err)
+		err = add_cpu(cpu);
+	again = per_cpu(entered, cpu);
+	back_rc = err ? -1 : signal_from(0, cpu, mpidr, 0);
+	report(iter, "unreg_pending", rc == 0 && per_cpu(entered, cpu) >= before + 1 &&
+	       READ_ONCE(unreg_rc) == SDEI_PENDING && gone_rc == SDEI_INVALID && !err &&
+	       back_rc == 0 && wait_entered(cpu, again + 1),
+	       "cpu=%d rc=%ld unregister=%ld after_rc=%ld hotplug=%d again_rc=%ld", cpu, rc,
+	       READ_ONCE(unreg_rc), gone_rc, err, back_rc);
+}
+
+struct masked { long sig_rc, unmask_rc; unsigned long held, after; };
+
+/* On CPU 0 (work_on_cpu), preemption off so the PE masked is the one signalled. */
+static long do_masked(void *p)
+{
+	struct masked *m = p;
+	struct arm_smccc_res res;
+	unsigned long before;
+	int cpu;
+
+	preempt_disable();
+	cpu = smp_processor_id();
+	before = per_cpu(entered, cpu);
+	arm_smccc_1_1_hvc(FN_PE_MASK, &res);
+	m->sig_rc = signal_mpidr(read_cpuid_mpidr() & MPIDR_HWID_BITMASK);
+	if (m->sig_rc == 0)
+		per_cpu(signalled, cpu)++;
+	ring(DB_CHECKPOINT, point | 4);	/* pending while masked */
+	m->held = per_cpu(entered, cpu) - before;
+	arm_smccc_1_1_hvc(FN_PE_UNMASK, &res);
+	m->unmask_rc = (long)res.a0;
+	m->after = per_cpu(entered, cpu) - before;
+	preempt_enable();
+	return 0;
+}
+
+static void round_masked_pending(int iter)
+{
+	struct masked m = { -1, -1, 0, 0 };
+
+	work_on_cpu(0, do_masked, &m);
+	report(iter, "masked_pending", m.sig_rc == 0 && m.held == 0 && m.unmask_rc == 0 &&
+	       m.after == 1, "rc=%ld held=%lu unmask=%ld delivered=%lu", m.sig_rc, m.held,
+	       m.unmask_rc, m.after);
+}
+
 static int __init sdei_test_init(void)
 {
 	int err, iter, cpu;
@@ -310,6 +405,12 @@ static int __init sdei_test_init(void)
 		round_bad_mpidr(iter);
 		point = (unsigned long)iter << 16 | 5 << 8;
 		round_critical(iter);
+		if (states) {
+			point = (unsigned long)iter << 16 | 8 << 8;
+			round_unreg_pending(iter);
+			point = (unsigned long)iter << 16 | 9 << 8;
+			round_masked_pending(iter);
+		}
 		ring(DB_CHECKPOINT, (unsigned long)iter << 16);
 	}
 	point = 6 << 8;
