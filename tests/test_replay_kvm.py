@@ -23,6 +23,7 @@ from sdei_state.regs import sdei as sdei_regs
 from sdei_state.scenario import agreement, kvm_replay, kvm_stub
 from sdei_state.selftest import all_suites, backends, core
 from sdei_state.vcpu.sim import SimVm
+from sdei_state.vmm import in_kernel
 
 
 def test_stub_memory_is_hvc_and_tables_alias_every_address() -> None:
@@ -79,10 +80,10 @@ def _registered(vcpu: Any, index: int) -> None:
 def test_inject_pending_follows_the_model() -> None:
     sim = SimVm(1)
     v = sim.vcpus[0]
-    assert not kvm_replay.inject_pending(v, 0)  # not registered
-    assert not kvm_replay.inject_pending(v, 7)  # no such event
+    assert not in_kernel.inject_pending(v, 0)  # not registered
+    assert not in_kernel.inject_pending(v, 7)  # no such event
     _registered(v, 0)
-    assert kvm_replay.inject_pending(v, 0)
+    assert in_kernel.inject_pending(v, 0)
     assert v.get_reg(sdei_regs.event_state_id(0)) == 1 | 1 << 3
     model = SimVm(1)
     _registered(model.vcpus[0], 0)
@@ -93,7 +94,7 @@ def test_inject_pending_refused_with_the_gate_off() -> None:
     v = SimVm(1).vcpus[0]
     _registered(v, 1)
     v.set_reg(firmware.STD_BMAP, v.get_reg(firmware.STD_BMAP) & ~(1 << firmware.STD_BIT_SDEI))
-    assert not kvm_replay.inject_pending(v, 0x40400000)
+    assert not in_kernel.inject_pending(v, 0x40400000)
     assert not SimVm(1).vcpus[0].inject(0x40400000)
 
 
