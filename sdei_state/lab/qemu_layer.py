@@ -13,7 +13,12 @@ guest for it, for the ``stock-vmm`` selftest suite.
 - under ``/usr/share/sdei-state/stock-vmm``: ``Image`` (the lab's Debian 6.12 kernel, the
   guest), ``initramfs.cpio`` (static busybox, the linux-guest SDEI test module built for that
   kernel when it can be, and ``stock_vmm_init.sh`` as /init) and ``STATUS`` (``ok ...`` or
-  ``skip <reason>``: the suite's QEMU cases then skip with it).
+  ``skip <reason>``: the suite's QEMU cases then skip with it);
+- under ``.../stock-vmm/linux-guest``: the linux-guest suite's nested guest for that same
+  kernel (``Image``, a link to the one above; ``initramfs.cpio`` with ``sdei_test.ko`` and
+  ``linux_guest/init.sh``; its own ``STATUS``), for the suite's ``linux-*`` cases, which boot
+  it in the reference VMM on the lab's ``sdei`` kernel (whose own linux-guest layer has no
+  module: that kernel is built without module support).
 
 Everything is cached by the resolved package versions, the kernel's STAMP and the init
 script.
@@ -88,12 +93,31 @@ def _guest(cfg: LabConfig, progress: Progress) -> tuple[str, Path | None, bytes]
         return f"ok {kver} without {HOLD_NAME} ({e})", kdir / "Image", b""
 
 
+def _linux_guest(cfg: LabConfig, progress: Progress) -> tuple[str, bytes]:
+    """(STATUS, sdei_test.ko or b"") of the nested Linux guest for the ``linux-*`` cases."""
+    kdir = replace(cfg, kernel=GUEST_KERNEL).kernel_dir
+    if not (kdir / "Image").is_file():
+        return (f"skip no Debian {GUEST_KERNEL} kernel in the lab cache (`sdei-state lab "
+                f"build --kernel {GUEST_KERNEL}`)", b"")
+    kver = (kdir / "KVER").read_text().strip()
+    try:
+        module = guest_module.build(cfg.cache, kver, progress).read_bytes()
+    except guest_module.BuildUnavailable as e:
+        return f"skip {e}", b""
+    magic = guest_module.vermagic(module)
+    if magic.split()[:1] != [kver]:
+        return f"skip the module's vermagic {magic!r} is not for {kver}", b""
+    return f"ok {kver}", module
+
+
 def build(cfg: LabConfig, progress: Progress, refresh: bool = True) -> Path:
     """The layer (cached); a missing guest piece only changes its STATUS. Without
     ``refresh`` apt is not asked for newer packages (resolving the closure costs several
     ``apt-cache`` calls): the layer built last for the same guest is used."""
     status, image, module = _guest(cfg, progress)
+    lg_status, lg_module = _linux_guest(cfg, progress)
     h = hashlib.sha256(f"{RECIPE}\0{status}\0".encode() + INIT.read_bytes() + module)
+    h.update(f"\0{lg_status}\0".encode() + guest_assets.INIT.read_bytes() + lg_module)
     if image is not None:
         h.update((image.parent / "STAMP").read_bytes())
     guest_key = h.hexdigest()[:16]
@@ -134,6 +158,14 @@ def build(cfg: LabConfig, progress: Progress, refresh: bool = True) -> Path:
                 w.add_file(f"{GUEST_DIR}/Image", image)
                 w.add_bytes(f"{GUEST_DIR}/initramfs.cpio", guest_assets.busybox_initramfs(
                     INIT.read_bytes(), busybox, HOLD_NAME, module))
+            w.add_dir(f"{GUEST_DIR}/linux-guest")
+            w.add_bytes(f"{GUEST_DIR}/linux-guest/STATUS", (lg_status + "\n").encode())
+            if image is not None and lg_module:
+                w.add_symlink(f"{GUEST_DIR}/linux-guest/Image", "../Image")
+                w.add_bytes(f"{GUEST_DIR}/linux-guest/initramfs.cpio",
+                            guest_assets.busybox_initramfs(
+                                guest_assets.INIT.read_bytes(), busybox,
+                                guest_module.MODULE_NAME, lg_module))
             for rel in rootfs.PRUNE:
                 _rmtree(root / "tree" / rel)
             w.add_tree(root / "tree")

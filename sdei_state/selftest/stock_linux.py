@@ -26,11 +26,16 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from ..linux_guest import assets_dir, missing_reason
+from ..linux_guest import missing_reason
 from ..regs import sdei as sdei_regs
 from .core import Case, CheckFailed, Skip
 from .linux_guest_run import KINDS
+from .stock_qemu import ASSETS as QEMU_ASSETS
 
+ASSETS: Final = QEMU_ASSETS / "linux-guest"
+"""The nested guest for these cases: the Debian 6.12 kernel and the linux-guest suite's
+module built for it, which the lab's ``--with-qemu`` layer puts here (the ``sdei`` kernel
+the lab boots has no module support, so the linux-guest layer of that boot has no module)."""
 VCPUS: Final = 2
 ROUNDS: Final = 2
 MEMO: Final = "stock-linux"
@@ -51,8 +56,10 @@ def _missing(backend: Any) -> str | None:
     why = backend.missing(NEEDS)
     if why:
         return str(why)
-    d = assets_dir()
-    why = missing_reason(d)
+    if not (ASSETS / "STATUS").is_file():
+        return (f"no Linux guest in {ASSETS} (run in the lab with `sdei-state lab run --kernel "
+                "sdei --with-qemu`)")
+    why = missing_reason(ASSETS)
     if why is not None:
         return why
     try:
@@ -89,7 +96,7 @@ def _boot(name: str, migrate: bool) -> Callable[[Any], None]:
             raise Skip(why)
         t0 = time.monotonic()
         runs[name] = f"the {name} case failed before the guest ran"
-        got = run_guest(backend.kvm, assets_dir(), vcpus=VCPUS, rounds=ROUNDS, states=True,
+        got = run_guest(backend.kvm, ASSETS, vcpus=VCPUS, rounds=ROUNDS, states=True,
                         plan=_plan() if migrate else None,
                         migrator=cross_migrate if migrate else None)
         runs[name] = got
