@@ -27,6 +27,8 @@ from pathlib import Path
 from ..errors import RestoreError, SdeiStateError
 from ..kvm import Kvm
 from ..migration.vm import VmSnapshot, restore_vm_snapshot, save_vm_snapshot
+from ..regs import firmware
+from ..vmm.in_kernel import kernel_serves_sdei
 from ..vmm.reference import Console, Doorbell
 from ..vmm.reference.record import MigrateRecord, Record, from_json, to_json
 from ..vmm.reference.sdei_mode import other
@@ -101,7 +103,9 @@ def migrate(old: ReferenceVmm, sdei: str | None = None) -> tuple[ReferenceVmm, M
         return old, MigrationCost(time.monotonic() - t0, snap.size, problem=new, sides=sides)
     old.shutdown("migrated")
     old.close()
-    return new, MigrationCost(time.monotonic() - t0, snap.size, sides=sides)
+    gate = (new.vcpus[0].get_reg(firmware.STD_BMAP) >> firmware.STD_BIT_SDEI & 1
+            if kernel_serves_sdei(new.vcpus[0]) else None)
+    return new, MigrationCost(time.monotonic() - t0, snap.size, sides=sides, kernel_gate=gate)
 
 
 def cross_migrate(old: ReferenceVmm) -> tuple[ReferenceVmm, MigrationCost]:

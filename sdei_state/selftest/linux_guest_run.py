@@ -54,6 +54,9 @@ class Migration:
 
     sides: tuple[str, str] = ("provider", "provider")
     """Who served SDEI before and after it (``sdei_mode``): a cross-mode migration changes."""
+    kernel_gate: int | None = None
+    """On a kernel with in-kernel SDEI: its STD_BMAP bit 1 on the destination after the
+    restore (1: the kernel serves, 0: gated off for the provider); None elsewhere."""
 
     @property
     def kind(self) -> int:
@@ -81,6 +84,7 @@ class MigrationCost:
     new_process: bool = False
     problem: str = ""
     sides: tuple[str, str] = ("provider", "provider")
+    kernel_gate: int | None = None
 
 
 Migrator = Callable[[ReferenceVmm], tuple[ReferenceVmm, MigrationCost]]
@@ -181,7 +185,8 @@ def run_guest(kvm: Kvm, assets: Path, *, vcpus: int = 2, rounds: int = 3,
         else:
             new.resume()
         migrations.append(Migration(point, vcpu, time.monotonic() - asked, cost.saved_bytes,
-                                    cost.new_process, cost.problem, len(lines), cost.sides))
+                                    cost.new_process, cost.problem, len(lines), cost.sides,
+                                    cost.kernel_gate))
         if cost.problem:
             break
     last = holder[-1]

@@ -141,6 +141,10 @@ def _crossing(sides: tuple[str, str], kind: int) -> Case:
             raise CheckFailed(f"{m.label}: {m.problem}")
         if len(got.console) <= m.console_lines:
             raise CheckFailed(f"{m.label}: the guest did not carry on")
+        if m.kernel_gate != int(sides[1] == "kernel"):
+            raise CheckFailed(f"{m.label}: the kernel's STD_BMAP bit 1 on the {sides[1]} side "
+                              f"after the restore is {m.kernel_gate}: the kernel side must "
+                              "serve SDEI, the provider side must have it off")
 
     return Case(name, run, f"the Linux guest migrated {sides[0]} -> {sides[1]} with "
                 f"{KINDS[kind]} (module round {rnd}), finishing on the other side")
