@@ -13,7 +13,8 @@ Set-up, in the order KVM requires (docs/vmm-guide.md walks through it):
    serves it and the VMM only runs the vCPUs; then ``CTRL_INIT`` of the vGIC;
 4. the device tree (MPIDRs read back from the vCPUs), the Image, the initramfs; the boot
    vCPU's PC and x0;
-5. one thread per vCPU running the provider's loop (``VcpuLoop``); MMIO exits go to the bus
+5. one thread per vCPU running its ``VcpuLoop`` (the provider's, or one without a server in
+   ``kernel`` mode); MMIO exits go to the bus
    (the PL011 console, the test doorbell), a PSCI SYSTEM_OFF/RESET ends the run.
 
 ``pause``/``resume`` park and release every vCPU thread out of ``KVM_RUN`` (how a VMM saves
