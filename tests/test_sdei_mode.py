@@ -4,6 +4,7 @@ simulated VM stands in for a kernel with in-kernel SDEI (``HOST_SDEI``) and for 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -143,3 +144,25 @@ def test_a_cross_migration_is_labelled_by_its_kind_and_sides() -> None:
                                   sides=("kernel", "provider"))
     assert m.in_handler and m.kind == 3 and "unregister-pending" in m.label
     assert not linux_guest_run.Migration(1 << 16 | 9 << 8 | 4, 0, 0.1, 10).in_handler
+
+
+def test_the_qemu_layers_linux_guest_says_why_it_is_missing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sdei_state.lab import guest_module, qemu_layer
+    from sdei_state.lab.config import LabConfig
+    from sdei_state.lab.progress import Progress
+
+    cfg = LabConfig(cache=tmp_path, kernel="sdei")
+    status, module = qemu_layer._linux_guest(cfg, Progress(quiet=True))
+    assert status.startswith("skip no Debian 6.12 kernel") and module == b""
+    kdir = tmp_path / "kernels" / "6.12"
+    kdir.mkdir(parents=True)
+    (kdir / "Image").write_bytes(b"")
+    (kdir / "KVER").write_text("6.12.118+deb12-arm64\n")
+
+    def no_compiler(*_a: object, **_k: object) -> Path:
+        raise guest_module.BuildUnavailable("no aarch64-linux-gnu-gcc-12 on the host")
+
+    monkeypatch.setattr(guest_module, "build", no_compiler)
+    status, module = qemu_layer._linux_guest(cfg, Progress(quiet=True))
+    assert status == "skip no aarch64-linux-gnu-gcc-12 on the host" and module == b""
