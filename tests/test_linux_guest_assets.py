@@ -156,3 +156,25 @@ def test_only_a_working_layer_is_reused_without_a_rebuild(
     assert guest_assets.build(cfg, progress) == layer
     assert guest_assets.build(cfg, progress) == layer
     assert len(made) == (1 if works else 2)
+
+
+def test_a_stamp_without_ok_is_not_trusted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stamp written before the rule above (two fields) may name a skip layer: rebuilt."""
+    from sdei_state.lab.config import LabConfig
+    cfg = LabConfig(cache=tmp_path)
+    cfg.kernel_dir.mkdir(parents=True)
+    (cfg.kernel_dir / "STAMP").write_text("kernel 6.12\n")
+    layer = tmp_path / "linux-guest-6.12-0123456789abcdef.cpio"
+    layer.write_bytes(b"layer")
+    (tmp_path / "linux-guest-6.12.key").write_text(
+        f"{guest_assets._quick_key(cfg)} {layer.name}\n")
+    made: list[int] = []
+
+    def fake_build(_cfg: LabConfig, _progress: Progress) -> tuple[Path, bool]:
+        made.append(1)
+        return layer, True
+
+    monkeypatch.setattr(guest_assets, "_build", fake_build)
+    assert guest_assets.build(cfg, Progress(quiet=True)) == layer
+    assert made == [1]
+    assert (tmp_path / "linux-guest-6.12.key").read_text().split()[2:] == ["ok"]

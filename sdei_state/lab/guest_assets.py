@@ -70,9 +70,9 @@ def build(cfg: LabConfig, progress: Progress, refresh: bool = False) -> Path | N
     stamp = cfg.cache / f"linux-guest-{cfg.kernel}.key"
     quick = _quick_key(cfg)
     if stamp.is_file() and not refresh:
-        key_and_name = stamp.read_text().split()
-        old = cfg.cache / key_and_name[-1] if len(key_and_name) == 2 else None
-        if key_and_name[:1] == [quick] and old is not None and old.is_file():
+        fields = stamp.read_text().split()  # "<quick key> <layer> ok"
+        old = cfg.cache / fields[1] if fields[2:] == ["ok"] else None
+        if fields[:1] == [quick] and old is not None and old.is_file():
             progress.cached("linux-guest layer", old.name)
             return old
     try:
@@ -81,10 +81,11 @@ def build(cfg: LabConfig, progress: Progress, refresh: bool = False) -> Path | N
         progress.say(f"note: no linux-guest layer ({e}); the linux-guest suite will skip")
         return None
     # Only a working layer is reused by the quick key: a layer that says "skip" was made
-    # without a piece the host may have gained since (CI installs the cross compiler after
-    # a first boot), so the next boot tries the module build again.
+    # without a piece the host may have gained since (the cross compiler, installed after a
+    # first boot), so the next boot tries the module build again. A stamp without "ok"
+    # (a skip, or one written before this rule) is not trusted.
     if ok:
-        write_text(stamp, f"{quick} {out.name}\n")
+        write_text(stamp, f"{quick} {out.name} ok\n")
     else:
         stamp.unlink(missing_ok=True)
     return out
