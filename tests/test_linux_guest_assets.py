@@ -131,3 +131,50 @@ def test_linux_guest_suite_is_opt_in() -> None:
     assert names[:2] == ["boot", "sdei-detected"] and "critical-3" in names
     assert names[-15:-12] == ["model", "counters", "unload"]
     assert names[-12:] == [f"migration-{n:02d}" for n in range(1, 13)]
+
+
+@pytest.mark.parametrize("works", [True, False])
+def test_only_a_working_layer_is_reused_without_a_rebuild(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, works: bool) -> None:
+    """A layer made without the cross compiler must not stick once the host has one (CI
+    installs it after its first boot): only a layer whose guest works is taken by the quick
+    key; a "skip" layer is made again on the next boot."""
+    from sdei_state.lab.config import LabConfig
+    cfg = LabConfig(cache=tmp_path)
+    cfg.kernel_dir.mkdir(parents=True)
+    (cfg.kernel_dir / "STAMP").write_text("kernel 6.12\n")
+    layer = tmp_path / "linux-guest-6.12-0123456789abcdef.cpio"
+    layer.write_bytes(b"layer")
+    made: list[int] = []
+
+    def fake_build(_cfg: LabConfig, _progress: Progress) -> tuple[Path, bool]:
+        made.append(1)
+        return layer, works
+
+    monkeypatch.setattr(guest_assets, "_build", fake_build)
+    progress = Progress(quiet=True)
+    assert guest_assets.build(cfg, progress) == layer
+    assert guest_assets.build(cfg, progress) == layer
+    assert len(made) == (1 if works else 2)
+
+
+def test_a_stamp_without_ok_is_not_trusted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stamp written before the rule above (two fields) may name a skip layer: rebuilt."""
+    from sdei_state.lab.config import LabConfig
+    cfg = LabConfig(cache=tmp_path)
+    cfg.kernel_dir.mkdir(parents=True)
+    (cfg.kernel_dir / "STAMP").write_text("kernel 6.12\n")
+    layer = tmp_path / "linux-guest-6.12-0123456789abcdef.cpio"
+    layer.write_bytes(b"layer")
+    (tmp_path / "linux-guest-6.12.key").write_text(
+        f"{guest_assets._quick_key(cfg)} {layer.name}\n")
+    made: list[int] = []
+
+    def fake_build(_cfg: LabConfig, _progress: Progress) -> tuple[Path, bool]:
+        made.append(1)
+        return layer, True
+
+    monkeypatch.setattr(guest_assets, "_build", fake_build)
+    assert guest_assets.build(cfg, Progress(quiet=True)) == layer
+    assert made == [1]
+    assert (tmp_path / "linux-guest-6.12.key").read_text().split()[2:] == ["ok"]

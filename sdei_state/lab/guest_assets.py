@@ -70,21 +70,29 @@ def build(cfg: LabConfig, progress: Progress, refresh: bool = False) -> Path | N
     stamp = cfg.cache / f"linux-guest-{cfg.kernel}.key"
     quick = _quick_key(cfg)
     if stamp.is_file() and not refresh:
-        key_and_name = stamp.read_text().split()
-        old = cfg.cache / key_and_name[-1] if len(key_and_name) == 2 else None
-        if key_and_name[:1] == [quick] and old is not None and old.is_file():
+        fields = stamp.read_text().split()  # "<quick key> <layer> ok"
+        old = cfg.cache / fields[1] if fields[2:] == ["ok"] else None
+        if fields[:1] == [quick] and old is not None and old.is_file():
             progress.cached("linux-guest layer", old.name)
             return old
     try:
-        out = _build(cfg, progress)
+        out, ok = _build(cfg, progress)
     except (RuntimeError, OSError, subprocess.SubprocessError) as e:
         progress.say(f"note: no linux-guest layer ({e}); the linux-guest suite will skip")
         return None
-    write_text(stamp, f"{quick} {out.name}\n")
+    # Only a working layer is reused by the quick key: a layer that says "skip" was made
+    # without a piece the host may have gained since (the cross compiler, installed after a
+    # first boot), so the next boot tries the module build again. A stamp without "ok"
+    # (a skip, or one written before this rule) is not trusted.
+    if ok:
+        write_text(stamp, f"{quick} {out.name} ok\n")
+    else:
+        stamp.unlink(missing_ok=True)
     return out
 
 
-def _build(cfg: LabConfig, progress: Progress) -> Path:
+def _build(cfg: LabConfig, progress: Progress) -> tuple[Path, bool]:
+    """The layer and whether it holds the guest (False: its STATUS says why not)."""
     kdir = cfg.kernel_dir
     kver = (kdir / "KVER").read_text().strip()
     status, module = "", b""
@@ -107,7 +115,7 @@ def _build(cfg: LabConfig, progress: Progress) -> Path:
     out = cfg.cache / f"linux-guest-{cfg.kernel}-{h.hexdigest()[:16]}.cpio"
     if out.is_file():
         progress.cached("linux-guest layer", out.name)
-        return out
+        return out, status.startswith("ok")
     paths = debs.download(pkgs, cfg.cache / "debs" / "linux-guest")
     with progress.step("linux-guest: write the layer"), \
             tempfile.TemporaryDirectory(prefix=".tmp-lg-", dir=cfg.cache) as td:
@@ -132,4 +140,4 @@ def _build(cfg: LabConfig, progress: Progress) -> Path:
             w.add_tree(root / "fdt")
             w.close()
     progress.say(f"linux-guest layer: {out.name} ({out.stat().st_size >> 20} MiB): {status}")
-    return out
+    return out, status.startswith("ok")
