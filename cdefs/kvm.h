@@ -20,6 +20,11 @@ struct kvm_reg_list {
 	uint64_t reg[];
 };
 
+/* KVM_{GET,SET}_MP_STATE (vCPU fd): KVM_MP_STATE_* (arm64: RUNNABLE, STOPPED, SUSPENDED) */
+struct kvm_mp_state {
+	uint32_t mp_state;
+};
+
 /* KVM_SET_USER_MEMORY_REGION */
 struct kvm_userspace_memory_region {
 	uint32_t slot;

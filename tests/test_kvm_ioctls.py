@@ -41,6 +41,8 @@ def test_ioc_arithmetic() -> None:
     assert ioctls.KVM_SET_ONE_REG == 0x4010AEAC
     assert ioctls.KVM_GET_REG_LIST == 0xC008AEB0
     assert ioctls.KVM_ARM_PREFERRED_TARGET == 0x8020AEAF
+    assert ioctls.KVM_GET_MP_STATE == 0x8004AE98
+    assert ioctls.KVM_SET_MP_STATE == 0x4004AE99
     for i in ioctls.IOCTLS:
         assert i.number == (i.direction << 30 | i.size << 16 | ioctls.KVMIO << 8 | i.nr)
     with pytest.raises(ValueError, match="out of range"):
@@ -83,7 +85,7 @@ def _generic_checks(be: FfiBackend) -> list[tuple[str, str, str, int]]:
                                             for i in ioctls.IOCTLS
                                             if i.struct is None or "vcpu_init" not in i.struct]
     for st in ("kvm_one_reg", "kvm_reg_list", "kvm_userspace_memory_region",
-               "kvm_device_attr"):
+               "kvm_device_attr", "kvm_mp_state"):
         out.append((f"sizeof {st}", "", f"sizeof(struct {st})", f.sizeof(f"struct {st}")))
     run_fields = {  # ours -> the header's name (6.1 headers call hypercall.flags 'longmode')
         "exit_reason": "exit_reason", "immediate_exit": "immediate_exit",
@@ -114,6 +116,8 @@ def _generic_checks(be: FfiBackend) -> list[tuple[str, str, str, int]]:
     out += [(c.macro, c.macro, c.macro, c.value) for c in Cap]
     out += [(f"KVM_SYSTEM_EVENT_{t.name}", f"KVM_SYSTEM_EVENT_{t.name}",
              f"KVM_SYSTEM_EVENT_{t.name}", t.value) for t in SystemEventType]
+    out += [(f"KVM_MP_STATE_{m.name}", "", f"KVM_MP_STATE_{m.name}", m.value)
+            for m in arm64.MpState]
     out.append(("KVM_REG_SIZE_U64", "KVM_REG_SIZE_U64", "KVM_REG_SIZE_U64",
                 ids.KVM_REG_SIZE_U64))
     return out

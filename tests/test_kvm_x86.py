@@ -363,3 +363,42 @@ def test_create_vm_refuses_a_machine_type_over_64_bits(kvm: Kvm) -> None:
     with pytest.raises(KvmError, match="KVM_CREATE_VM: machine_type 1180591620717411303424 "
                                        "is not a u64; not sent to KVM"):
         kvm.create_vm(1 << 70)
+
+
+def test_mp_state_on_x86(kvm: Kvm) -> None:
+    """``KVM_{GET,SET}_MP_STATE`` reach the kernel in both modes: a vCPU of a VM without an
+    in-kernel irqchip is RUNNABLE and takes only RUNNABLE (x86 answers EINVAL to STOPPED,
+    which arm64 takes); values that are not a u32 never reach it."""
+    from sdei_state.kvm import MpState
+
+    with kvm.create_vm() as vm:
+        v = vm.create_vcpu(0)
+        assert v.get_mp_state() is MpState.RUNNABLE
+        v.set_mp_state(MpState.RUNNABLE)
+        with pytest.raises(KvmError, match=r"KVM_SET_MP_STATE: EINVAL") as e:
+            v.set_mp_state(MpState.STOPPED)
+        assert e.value.errno == errno.EINVAL
+        for bad in (1 << 32, -1, True, "5"):
+            with pytest.raises(KvmError, match=f"KVM_SET_MP_STATE: mp_state {bad!r} is not a "
+                                               "u32; not sent to KVM"):
+                v.set_mp_state(bad)  # type: ignore[arg-type]
+        assert v.get_mp_state() is MpState.RUNNABLE
+
+
+def test_mp_state_arm64_does_not_use_is_named(kvm: Kvm) -> None:
+    """A state outside ``MpState`` (x86's HALTED, 3, here from a stand-in ioctl) is a
+    KvmError naming the ioctl and the value, not a bare int passed on."""
+    with kvm.create_vm() as vm:
+        v = vm.create_vcpu(0)
+        real = v._ioctl
+
+        def halted(fd: int, request: int, arg: object) -> int:
+            r = real(fd, request, arg)
+            arg.mp_state = 3  # type: ignore[attr-defined]
+            return r
+
+        v._ioctl = halted
+        with pytest.raises(KvmError, match="KVM_GET_MP_STATE: mp_state 3 is none of "
+                                           "RUNNABLE, STOPPED, SUSPENDED") as e:
+            v.get_mp_state()
+        assert e.value.errno == errno.EPROTO

@@ -9,7 +9,7 @@ a failure into ``KvmError`` (or ``RegError`` for a register). No policy lives he
 
 from __future__ import annotations
 
-from .arm64 import SmcccFilterAction, VcpuFeature
+from .arm64 import MpState, SmcccFilterAction, VcpuFeature
 from .caps import Cap
 from .device import Device, DeviceAttrError, DeviceType
 from .exits import (
@@ -44,6 +44,7 @@ __all__ = [
     "InternalErrorExit",
     "Kvm",
     "MmioExit",
+    "MpState",
     "OtherExit",
     "RegBatch",
     "SmcccFilterAction",

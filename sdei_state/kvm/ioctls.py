@@ -72,6 +72,8 @@ IOCTLS: Final = (
     _iow("KVM_HAS_DEVICE_ATTR", 0xE3, "struct kvm_device_attr", 24),
     # vCPU fd
     _io("KVM_RUN", 0x80),
+    _ior("KVM_GET_MP_STATE", 0x98, "struct kvm_mp_state", 4),
+    _iow("KVM_SET_MP_STATE", 0x99, "struct kvm_mp_state", 4),
     _iow("KVM_GET_ONE_REG", 0xAB, "struct kvm_one_reg", 16),  # _IOW, not _IOWR: see uapi
     _iow("KVM_SET_ONE_REG", 0xAC, "struct kvm_one_reg", 16),
     _iow("KVM_ARM_VCPU_INIT", 0xAE, "struct kvm_vcpu_init", 32),
@@ -93,6 +95,8 @@ KVM_SET_DEVICE_ATTR: Final = BY_NAME["KVM_SET_DEVICE_ATTR"].number
 KVM_GET_DEVICE_ATTR: Final = BY_NAME["KVM_GET_DEVICE_ATTR"].number
 KVM_HAS_DEVICE_ATTR: Final = BY_NAME["KVM_HAS_DEVICE_ATTR"].number
 KVM_RUN: Final = BY_NAME["KVM_RUN"].number
+KVM_GET_MP_STATE: Final = BY_NAME["KVM_GET_MP_STATE"].number
+KVM_SET_MP_STATE: Final = BY_NAME["KVM_SET_MP_STATE"].number
 KVM_GET_ONE_REG: Final = BY_NAME["KVM_GET_ONE_REG"].number
 KVM_SET_ONE_REG: Final = BY_NAME["KVM_SET_ONE_REG"].number
 KVM_ARM_VCPU_INIT: Final = BY_NAME["KVM_ARM_VCPU_INIT"].number

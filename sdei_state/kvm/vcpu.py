@@ -1,4 +1,5 @@
-"""``Vcpu``: a vCPU fd. Registers (ONE_REG, REG_LIST, batched), init, and ``KVM_RUN``.
+"""``Vcpu``: a vCPU fd. Registers (ONE_REG, REG_LIST, batched), init, power state
+(``KVM_{GET,SET}_MP_STATE``) and ``KVM_RUN``.
 
 ``Vcpu`` satisfies ``sdei_state.vcpu.transport.RegTransport``, so save/restore code runs on it
 unchanged (``sdei_state.vcpu.kvm_cpu.KvmCpu`` is the model's ``CpuRegs`` view over it).
@@ -20,7 +21,8 @@ from ..errors import KvmError, RegError
 from ..regs.ids import KVM_REG_SIZE_MASK, KVM_REG_SIZE_U64, reg_size
 from ..state import U64_MAX
 from . import ioctls
-from ._fd import FdObject, check
+from ._fd import FdObject, check, uint_arg
+from .arm64 import MpState
 from .exits import Exit, decode_exit
 
 if TYPE_CHECKING:
@@ -249,6 +251,27 @@ class Vcpu(FdObject):
         """SET of every (id, value) in order; values are checked first; raises at the first
         kernel failure (earlier writes stay)."""
         self._batch_for([rid for rid, _ in items]).set([v for _, v in items])
+
+    # -- power state -----------------------------------------------------------------------
+
+    def get_mp_state(self) -> MpState:
+        """``KVM_GET_MP_STATE``: RUNNABLE, STOPPED (powered off) or SUSPENDED. A value arm64
+        does not use (only a future kernel could answer one) is KvmError(EPROTO) naming it."""
+        c = self.backend.ffi.new("struct kvm_mp_state *")
+        check(self._ioctl(self.fd, ioctls.KVM_GET_MP_STATE, c), "KVM_GET_MP_STATE")
+        try:
+            return MpState(c.mp_state)
+        except ValueError:
+            raise KvmError(errno.EPROTO, f"KVM_GET_MP_STATE: mp_state {c.mp_state} is none of "
+                                         f"{', '.join(s.name for s in MpState)}") from None
+
+    def set_mp_state(self, state: int) -> None:
+        """``KVM_SET_MP_STATE`` with ``state`` (an ``MpState``): STOPPED powers the vCPU off
+        as PSCI CPU_OFF does, RUNNABLE powers it on where it is. A value that is not a u32 is
+        refused before the ioctl; KVM itself answers EINVAL to one arm64 does not use."""
+        value = uint_arg("KVM_SET_MP_STATE", "mp_state", state, 32)
+        c = self.backend.ffi.new("struct kvm_mp_state *", {"mp_state": value})
+        check(self._ioctl(self.fd, ioctls.KVM_SET_MP_STATE, c), "KVM_SET_MP_STATE")
 
     # -- KVM_RUN -----------------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ and the tables of docs/migration.md), and their codecs to ``VgicState`` and ``Me
   (group, attr, value), in restore order (``vgic_table``).
 - ``MEMR`` (one per memslot, in the VM's order): slot, guest-physical address and size, then
   the non-zero runs of whole 4 KiB pages, each an offset, a length and its bytes.
+- ``MPST`` (at most one): each vCPU's power state (``KVM_GET_MP_STATE``), in vCPU index order.
 
 All little-endian; every count and length is checked against the bytes that hold it, and a
 payload with bytes left over is refused.
@@ -26,12 +27,14 @@ from construct import (
 )
 
 from ..errors import BlobError
+from ..kvm.arm64 import MpState
 from ..kvm.gic_layout import GicLayout
 from .memory import MemoryRegion
 from .vgic import VgicState
 
 TAG_VGIC = b"VGIC"
 TAG_MEMR = b"MEMR"
+TAG_MPST = b"MPST"
 
 VGIC_PAYLOAD = Struct(
     "dist_base" / Int64ul * "guest-physical base of the distributor",
@@ -59,6 +62,16 @@ MEMR_PAYLOAD = Struct(
     Terminated,
 )
 """A ``MEMR`` section's payload."""
+
+
+_MP_VALUES = ", ".join(f"{m.value} {m.name}" for m in MpState)
+MPST_PAYLOAD = Struct(
+    "nr_vcpus" / Int32ul * "vCPUs (the blob's row count)",
+    "mp_states" / Array(this.nr_vcpus, Int32ul)
+    * f"KVM_MP_STATE_* of each vCPU, in vCPU index order: {_MP_VALUES}",
+    Terminated,
+)
+"""The ``MPST`` section's payload."""
 
 
 def encode_vgic(state: VgicState) -> bytes:
@@ -97,10 +110,40 @@ def decode_memory(payload: bytes) -> MemoryRegion:
                         tuple((r.offset, bytes(r.data)) for r in p.runs))
 
 
+def mp_states(where: str, values: object, nr_vcpus: int) -> tuple[MpState, ...]:
+    """``values`` as one ``MpState`` per vCPU, or BlobError naming ``where``, the vCPU and the
+    value (the binary section, the JSON key and ``VmSnapshot`` all check with this)."""
+    if not isinstance(values, list | tuple):
+        raise BlobError(f"{where}: {values!r:.40} is not a list of power states")
+    if len(values) != nr_vcpus:
+        raise BlobError(f"{where}: {len(values)} power state(s) for {nr_vcpus} vCPU(s)")
+    out: list[MpState] = []
+    for i, v in enumerate(values):
+        is_int = type(v) is int or isinstance(v, MpState)  # not bool, not float
+        if not is_int or v not in MpState._value2member_map_:
+            raise BlobError(f"{where}: vCPU {i}: mp_state {v!r:.40} is none of {_MP_VALUES}")
+        out.append(MpState(v))
+    return tuple(out)
+
+
+def encode_mp_states(states: tuple[MpState, ...]) -> bytes:
+    return bytes(MPST_PAYLOAD.build({"nr_vcpus": len(states),
+                                     "mp_states": [int(s) for s in states]}))
+
+
+def decode_mp_states(payload: bytes, nr_vcpus: int) -> tuple[MpState, ...]:
+    try:
+        p = MPST_PAYLOAD.parse(payload)
+    except ConstructError as e:
+        raise BlobError(f"MPST section refused by its declaration: {e}") from None
+    return mp_states("MPST section", list(p.mp_states), nr_vcpus)
+
+
 def format_tables() -> str:
-    """The two payload layouts as Markdown tables (docs/migration.md carries them)."""
+    """The payload layouts as Markdown tables (docs/migration.md carries them)."""
     out: list[str] = []
-    for tag, decl in ((TAG_VGIC, VGIC_PAYLOAD), (TAG_MEMR, MEMR_PAYLOAD)):
+    for tag, decl in ((TAG_VGIC, VGIC_PAYLOAD), (TAG_MEMR, MEMR_PAYLOAD),
+                      (TAG_MPST, MPST_PAYLOAD)):
         out += [f"`{tag.decode()}` payload:", "", "| field | content |", "|---|---|"]
         out += [f"| `{sub.name}` | {sub.docs or 'must be 0'} |" for sub in decl.subcons
                 if sub.name is not None]

@@ -1,17 +1,19 @@
 """The JSON form of a whole-VM snapshot: the blob's JSON form (``blob_json``) with format
-``sdei-state/blob/2`` and two more keys, the same content as the binary sections.
+``sdei-state/blob/2`` and up to three more keys, the same content as the binary sections.
 
 ```json
 {"format": "sdei-state/blob/2", "abi_version": 1, "registers": [...], "vcpus": [[...]],
  "vgic": {"dist_base": 134217728, "redist_base": 134873088, "nr_irqs": 128,
           "mpidrs": [2147483648], "values": [[1, 8, 1124139068], ...]},
  "memory": [{"slot": 0, "guest_phys_addr": 1073741824, "size": 65536,
-             "runs": [[0, "<base64 of whole 4 KiB pages>"], ...]}]}
+             "runs": [[0, "<base64 of whole 4 KiB pages>"], ...]}],
+ "mp_states": [0, 5]}
 ```
 
-A snapshot with neither vGIC nor memory is written as ``sdei-state/blob/1`` (exactly the
-blob's JSON form), as its binary form is version 1. ``schemas/blob.schema.json`` states both
-shapes; the loader checks what the schema cannot (the values through ``VgicState`` and
+``mp_states`` (each vCPU's ``KVM_MP_STATE_*``, in index order) is there only when saved. A
+snapshot with neither vGIC nor memory nor power states is written as ``sdei-state/blob/1``
+(exactly the blob's JSON form), as its binary form is version 1. ``schemas/blob.schema.json``
+states both shapes; the loader checks what the schema cannot (the values through ``VgicState`` and
 ``MemoryRegion``).
 """
 
@@ -22,8 +24,9 @@ import binascii
 from typing import TYPE_CHECKING, Any, Final
 
 from ..errors import BlobError
+from ..kvm.arm64 import MpState
 from ..kvm.gic_layout import GicLayout
-from . import blob_json
+from . import blob_json, sections
 from .blob import Blob
 from .blob_json import JSON_FORMAT, shown
 from .memory import MemoryRegion
@@ -39,7 +42,7 @@ MEMORY_KEYS: Final = ("slot", "guest_phys_addr", "size", "runs")
 
 def to_obj(snap: VmSnapshot) -> dict[str, Any]:
     obj = snap.vcpus.to_json_obj()
-    if snap.vgic is None and not snap.memory:
+    if snap.vgic is None and not snap.memory and snap.mp_states is None:
         return obj
     obj["format"] = JSON_FORMAT_VM
     if snap.vgic is not None:
@@ -50,21 +53,26 @@ def to_obj(snap: VmSnapshot) -> dict[str, Any]:
     obj["memory"] = [{"slot": m.slot, "guest_phys_addr": m.guest_phys_addr, "size": m.size,
                       "runs": [[off, base64.b64encode(d).decode("ascii")]
                                for off, d in m.runs]} for m in snap.memory]
+    if snap.mp_states is not None:
+        obj["mp_states"] = [int(s) for s in snap.mp_states]
     return obj
 
 
-def from_obj(obj: object) -> tuple[Blob, VgicState | None, tuple[MemoryRegion, ...]]:
+def from_obj(obj: object) -> tuple[Blob, VgicState | None, tuple[MemoryRegion, ...],
+                                   tuple[MpState, ...] | None]:
     """The parts of a decoded JSON snapshot of either format; ``BlobError`` names the key."""
     if not isinstance(obj, dict) or obj.get("format") != JSON_FORMAT_VM:
-        return Blob.from_json_obj(obj), None, ()
-    rest = {k: v for k, v in obj.items() if k not in ("vgic", "memory")}
+        return Blob.from_json_obj(obj), None, (), None
+    rest = {k: v for k, v in obj.items() if k not in ("vgic", "memory", "mp_states")}
     rest["format"] = JSON_FORMAT
     blob = Blob.from_json_obj(rest)
     vgic = None if "vgic" not in obj else _vgic(obj["vgic"])
     mem = obj.get("memory", [])
     if not isinstance(mem, list):
         raise BlobError(f"'memory' is not a list but {type(mem).__name__}")
-    return blob, vgic, tuple(_region(i, m) for i, m in enumerate(mem))
+    states = (None if "mp_states" not in obj
+              else sections.mp_states("'mp_states'", obj["mp_states"], blob.nr_vcpus))
+    return blob, vgic, tuple(_region(i, m) for i, m in enumerate(mem)), states
 
 
 def _object(where: str, value: object, keys: tuple[str, ...]) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 The layout is declared once, with construct (``BLOB``): a header (magic, format version,
 register-ABI version, counts), the register id table once, one row of 64-bit words per vCPU,
-in format version 2 a list of tagged sections (the vGIC, guest memory: ``sections``), and a
+in format version 2 a list of tagged sections (the vGIC, guest memory, the vCPUs' power
+states: ``sections``), and a
 CRC32 over everything before it. A blob without sections is written as version 1, byte for
 byte what this library wrote before sections existed. A register of any KVM size (U8 .. U2048) takes
 ``max(1, KVM_REG_SIZE(id) / 8)`` little-endian words of its row, low word first (a U128
@@ -86,7 +87,8 @@ _HEADER_FIELDS: Final = (
 HEADER: Final = Struct(*(name / field * doc for name, field, _, doc in _HEADER_FIELDS))
 
 SECTION: Final = Struct(
-    "tag" / Bytes(4) * "what the payload is: b'VGIC' (the vGICv3) or b'MEMR' (one memslot)",
+    "tag" / Bytes(4) * "what the payload is: b'VGIC' (the vGICv3), b'MEMR' (one memslot) or "
+                          "b'MPST' (the vCPUs' power states)",
     "reserved" / Const(0, Int32ul),
     "length" / Int64ul * "payload bytes",
     "payload" / Bytes(this.length) * "declared in sdei_state.migration.sections",
@@ -285,7 +287,7 @@ def join_words(words_row: Sequence[int], words: Sequence[int]) -> tuple[int, ...
 
 Section = tuple[bytes, bytes]
 """(tag, payload) of one section."""
-SECTION_TAGS: Final = (b"VGIC", b"MEMR")
+SECTION_TAGS: Final = (b"VGIC", b"MEMR", b"MPST")
 
 
 def pack_sections(sections: Sequence[Section]) -> bytes:

@@ -4,17 +4,18 @@ With every vCPU thread parked (``ReferenceVmm.pause``: out of ``KVM_RUN``, the l
 access finished), ``save`` takes the whole-VM snapshot of ``sdei_state.migration``
 (``save_vm_snapshot``: every register ``KVM_GET_REG_LIST`` lists plus the SDEI block from the
 provider's register view, the timer included; the vGICv3 through its device attributes;
-guest RAM) and carries it through the project's blob format (``VmSnapshot.to_bytes``), with
+guest RAM; each vCPU's power state, ``KVM_GET_MP_STATE``, from the ``kvm.Vcpu`` under each
+view) and carries it through the project's blob format (``VmSnapshot.to_bytes``), with
 the SDEI record so far. ``restore`` builds a fresh VMM (new VM, vGIC, vCPUs) and restores
 into it with ``restore_vm_snapshot`` (``preflight_snapshot`` first, nothing written on a
-problem; then memory, registers with the timer first, the vGIC), and carries the record on
-with a ``migrate`` step. ``migrate`` does both in this process and closes the old VM; the new
-VMM is returned unstarted (the caller points its doorbell at it, then starts it). A
-``Snapshot`` can also be written to a directory and restored by another process
+problem; then memory, registers with the timer first, power states, the vGIC), and carries
+the record on with a ``migrate`` step. ``migrate`` does both in this process and closes the
+old VM; the new VMM is returned unstarted (the caller points its doorbell at it, then starts
+it). A ``Snapshot`` can also be written to a directory and restored by another process
 (``linux_guest_handoff``).
 
-Limitation: KVM_{GET,SET}_MP_STATE has no binding here yet, so the destination's vCPUs are
-all powered on; the suite migrates only at points where every CPU of the guest is online.
+A guest CPU that is off when the VM is saved (PSCI CPU_OFF, hot-unplugged) is restored off
+(``STOPPED``), so the guest's next CPU_ON for it starts it as on the source.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class Snapshot:
 
 def save(vmm: ReferenceVmm) -> Snapshot:
     """Everything of a paused VMM."""
-    snap = save_vm_snapshot(vmm.regs, gic=vmm.gic.device, memory=[vmm.ram])
+    snap = save_vm_snapshot(vmm.regs, gic=vmm.gic.device, memory=[vmm.ram], mp_state=vmm.vcpus)
     return Snapshot(vmm.cfg, snap.to_bytes(), tuple(vmm.records))
 
 
@@ -76,7 +77,8 @@ def restore(snap: Snapshot, console: Console, *, kvm: Kvm | None = None,
     new = ReferenceVmm(snap.cfg, console, kvm=kvm, doorbell=doorbell, secondaries_off=False,
                        sdei=sdei)
     try:
-        restore_vm_snapshot(new.regs, vm_snap, gic=new.gic.device, memory=[new.ram])
+        restore_vm_snapshot(new.regs, vm_snap, gic=new.gic.device, memory=[new.ram],
+                            mp_state=new.vcpus)
     except RestoreError as e:
         new.close()
         return str(e)

@@ -42,6 +42,7 @@ from typing import Final
 from ..cpu import CALL_ARGS, CpuReg, read_values
 from ..errors import KvmError, RegError, RegListTooSmall, SdeiStateError
 from ..events import Event
+from ..kvm.arm64 import MpState
 from ..machine import CallOutcome, Machine, affinity_of
 from ..regs import firmware, ids
 from ..regs import sdei as sdei_regs
@@ -200,6 +201,9 @@ class SimVcpu:
         """The vCPU's core and system registers (what the ONE_REG core ids read and write)."""
         self.initialized = initialized
         """False until ``init()`` (KVM_ARM_VCPU_INIT): every access is then ENOEXEC."""
+        self.mp_state = MpState.RUNNABLE
+        """The power state ``KVM_{GET,SET}_MP_STATE`` read and write; nothing here runs a
+        guest, so it is carried, not acted on."""
 
     # -- HostFacts (vcpu.transport): what preflight takes from a destination -----------------
 
@@ -226,6 +230,19 @@ class SimVcpu:
             self.cpu = BankedCpu()
             self.vm.machine.set_state(self.index, RESET_STATE)
             self.initialized = True
+
+    # -- KVM_{GET,SET}_MP_STATE -------------------------------------------------------------
+
+    def get_mp_state(self) -> MpState:
+        return self.mp_state
+
+    def set_mp_state(self, state: int) -> None:
+        """As arm64 KVM: RUNNABLE, STOPPED or SUSPENDED, anything else EINVAL."""
+        if (not isinstance(state, int) or isinstance(state, bool)
+                or state not in MpState._value2member_map_):
+            raise KvmError(errno.EINVAL, f"KVM_SET_MP_STATE: mp_state {state!r:.40} is none of "
+                                         f"{', '.join(s.name for s in MpState)}")
+        self.mp_state = MpState(state)
 
     # -- KVM_GET_REG_LIST -------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final, Protocol, cast, runtime_checkable
 
 if TYPE_CHECKING:
+    from ..kvm.arm64 import MpState
     from ..kvm.exits import Exit
     from ..kvm.vcpu import Vcpu
     from ..regs.firmware import HostFirmware
@@ -38,6 +39,29 @@ class RegTransport(Protocol):
     def set_regs(self, items: Sequence[tuple[int, int]]) -> None:
         """SET of each (id, value) in order; raises on the first failure (earlier writes stay)."""
         ...
+
+
+@runtime_checkable
+class MpStateVcpu(Protocol):
+    """A vCPU whose power state can be read and written: ``KVM_{GET,SET}_MP_STATE`` (a
+    ``kvm.Vcpu``, the simulated vCPU). A whole-VM snapshot carries it when the vCPUs offer it."""
+
+    def get_mp_state(self) -> MpState:
+        """KVM_GET_MP_STATE."""
+        ...
+
+    def set_mp_state(self, state: int) -> None:
+        """KVM_SET_MP_STATE."""
+        ...
+
+
+def mp_state_vcpus(vcpus: Sequence[object]) -> list[MpStateVcpu] | None:
+    """``vcpus`` if every one offers ``MpStateVcpu``, else None (a register view over a
+    vCPU, such as the provider's, offers only the registers)."""
+    if all(callable(getattr(v, "get_mp_state", None))
+           and callable(getattr(v, "set_mp_state", None)) for v in vcpus):
+        return [cast("MpStateVcpu", v) for v in vcpus]
+    return None
 
 
 class RegsPassThrough:
