@@ -109,6 +109,10 @@ def imports(mod: Module) -> Iterator[Import]:
     """Every import in one module, relative ones resolved against its package."""
     source = mod.path.read_text()
     for node in ast.walk(ast.parse(source, str(mod.path))):
+        if not isinstance(node, ast.Import | ast.ImportFrom):
+            continue
+        # Only for imports: get_source_segment splits the whole source on every call, so
+        # taking it for every node made this test take minutes on a loaded host.
         text = " ".join((ast.get_source_segment(source, node) or "").split())
         if isinstance(node, ast.Import):
             for alias in node.names:
