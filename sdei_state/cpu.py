@@ -10,9 +10,9 @@ puts back what was read.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from enum import IntEnum
-from typing import Final, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 from .state import RESET_SCTLR_EL1, U64_MAX, Mode
 
@@ -94,11 +94,15 @@ class TupleReadCpu:
 
     __slots__ = ()
 
-    def _values(self, regs: Sequence[CpuReg]) -> tuple[int, ...]:
-        """The values of ``regs``, in order (a register asked twice, twice). Each subclass
-        reads its own registers here; a plain class, not an ABC, so ``read_values``'s
-        isinstance test stays a type check."""
-        raise NotImplementedError(f"{type(self).__name__} does not define _values")
+    _values: Callable[[Sequence[CpuReg]], tuple[int, ...]]
+    """The values of ``regs``, in order (a register asked twice, twice): each subclass reads
+    its own registers here. Checked when a subclass is defined, not by an ABC, so
+    ``read_values``'s isinstance test stays a plain type check."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not callable(getattr(cls, "_values", None)):
+            raise TypeError(f"{cls.__name__}: a TupleReadCpu must define _values(regs)")
 
     def read(self, regs: Sequence[CpuReg]) -> dict[CpuReg, int]:
         return dict(zip(regs, self._values(regs), strict=True))

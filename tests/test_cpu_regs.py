@@ -149,3 +149,13 @@ def test_the_model_reads_a_users_cpu_regs_as_its_own() -> None:
     """The machine takes the library's implementations' tuple and reads any other through
     ``read``: the same calls give the same results and registers."""
     assert _signal_dispatch_resume(DictCpu()) == _signal_dispatch_resume(MemoryCpu())
+
+
+def test_a_tuple_read_cpu_without_values_is_refused_when_defined() -> None:
+    """The base has no body to fall back on: a subclass that forgets ``_values`` fails at
+    its definition, with its name, not on its first read."""
+    from sdei_state.cpu import TupleReadCpu
+
+    with pytest.raises(TypeError, match="Forgetful: a TupleReadCpu must define _values"):
+        class Forgetful(TupleReadCpu):
+            __slots__ = ()
