@@ -62,10 +62,14 @@ def save_restore_case(env: KvmEnv, *, ops: int, rounds: int) -> dict[str, Any]:
     library = per_op(job(MsrVcpu(None, values, env.msrs)), ops=ops, rounds=rounds)
     assert rec.calls is not None
     calls, idle = rec.calls, MsrVcpu(None, values, env.msrs)
+    # The floor: the same transport calls straight on the bindings, no library work.
+    subjects.update({f"floor ({mode})": timed(MsrVcpu(v, values, env.msrs).direct(calls))
+                     for mode, v in env.vcpus.items()})
     stand_in = per_op(timed(lambda: idle.replay_calls(calls)), ops=ops, rounds=rounds)
     out = compare(("C, the same ioctls", trace.variant()), subjects, ops=ops, rounds=rounds)
-    for v in out["variants"].values():
-        v["library_ns"] = library
+    for name, v in out["variants"].items():
+        if not name.startswith("floor"):
+            v["library_ns"] = library
     return {"registers": len(values), "ioctls_per_op": len(trace.ops),
             "transport_calls_per_op": len(calls), "stand_in_ns": stand_in,
             "ioctls_by_kind": {k: sum(1 for o in trace.ops if o[0] == k)

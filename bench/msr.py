@@ -14,7 +14,7 @@ the library's own Python time (plus this class's small dict bookkeeping).
 from __future__ import annotations
 
 import errno
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any, Final
 
@@ -143,6 +143,31 @@ class MsrVcpu:
         what this stand-in's own bookkeeping costs, to set beside the library's time."""
         for name, args in calls:
             getattr(self, name)(*args)
+
+    def direct(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> Callable[[], None]:
+        """``calls`` (recorded on another instance) as one function that makes them straight
+        on this stand-in's real vCPU, the MSRs worked out beforehand: the same ioctls in the
+        same calls into the bindings, without the library's work or this class's bookkeeping.
+        That is the *floor*: no caller that makes those transport calls from Python is faster."""
+        vcpu = self._vcpu
+        if vcpu is None:
+            raise ValueError("direct() needs a stand-in over a real vCPU")
+        steps: list[tuple[Callable[..., object], tuple[Any, ...]]] = []
+        for name, args in calls:
+            if name == "reg_list":
+                steps.append((vcpu.reg_list, ()))
+            elif name == "get_regs":
+                steps.append((vcpu.get_regs, (self._plan(tuple(args[0]))[0],)))
+            elif name == "set_regs":
+                steps.append((vcpu.set_regs, (self._plan(tuple(r for r, _ in args[0]))[1],)))
+            else:
+                raise ValueError(f"not a recorded transport call: {name!r}")
+
+        def run() -> None:
+            for fn, fn_args in steps:
+                fn(*fn_args)
+
+        return run
 
     def ops(self, kind: str, reg_ids: Sequence[int]) -> list[Op]:
         """The ioctls a minimal implementation makes for ``kind`` of ``reg_ids`` here."""

@@ -104,8 +104,16 @@ class TupleReadCpu:
         if not callable(getattr(cls, "_values", None)):
             raise TypeError(f"{cls.__name__}: a TupleReadCpu must define _values(regs)")
 
+    write: Callable[[Mapping[CpuReg, int]], None]
+    """Every subclass is a ``CpuRegs``: it checks and writes a mapping here."""
+
     def read(self, regs: Sequence[CpuReg]) -> dict[CpuReg, int]:
         return dict(zip(regs, self._values(regs), strict=True))
+
+    def _write_values(self, regs: tuple[CpuReg, ...], values: tuple[int, ...]) -> None:
+        """Write the model's own ``values`` to ``regs`` (``write_values``). By default through
+        ``write``; a subclass may take them as they are, since the model made them."""
+        self.write(dict(zip(regs, values, strict=True)))
 
 
 def read_values(cpu: CpuRegs, regs: Sequence[CpuReg]) -> tuple[int, ...]:
@@ -115,6 +123,19 @@ def read_values(cpu: CpuRegs, regs: Sequence[CpuReg]) -> tuple[int, ...]:
         return cpu._values(regs)
     got = cpu.read(regs)
     return tuple(got[r] for r in regs)
+
+
+def write_values(cpu: CpuRegs, regs: tuple[CpuReg, ...], values: tuple[int, ...]) -> None:
+    """Write ``values[i]`` to ``regs[i]``, for the model's hot paths. The values are the model's
+    own: results it computed as u64 and contexts it read from the vCPU or accepted through a
+    checked constructor, so the library's own ``CpuRegs`` store them without judging each
+    again (issue 12: no re-validation inside the machine's own transitions). Any other
+    ``CpuRegs`` gets them through ``write``. The result equals ``write(dict(zip(regs,
+    values)))``, which ``tests/test_cpu_regs.py`` proves for each library ``CpuRegs``."""
+    if isinstance(cpu, TupleReadCpu):
+        cpu._write_values(regs, values)
+    else:
+        cpu.write(dict(zip(regs, values, strict=True)))
 
 
 _INT_ONLY: Final = frozenset({int})
@@ -134,6 +155,14 @@ class MemoryCpu(TupleReadCpu):
 
     def _values(self, regs: Sequence[CpuReg]) -> tuple[int, ...]:
         return tuple(map(self._r.__getitem__, regs))
+
+    def _write_values(self, regs: tuple[CpuReg, ...], values: tuple[int, ...]) -> None:
+        if CpuReg.SP in regs:  # a subclass may bank SP (``BankedCpu``): its write knows how
+            self.write(dict(zip(regs, values, strict=True)))
+            return
+        r = self._r
+        for reg, v in zip(regs, values, strict=True):
+            r[reg] = v
 
     def write(self, values: Mapping[CpuReg, int]) -> None:
         vals = values.values()

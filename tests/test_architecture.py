@@ -28,8 +28,8 @@ PACKAGE: Final = ROOT / "sdei_state"
 DOC: Final = ROOT / "docs" / "architecture.md"
 
 LAYERS: Final[tuple[tuple[str, frozenset[str]], ...]] = (
-    ("model", frozenset({"spec", "events", "state", "transitions", "affinity", "machine", "cpu",
-                         "errors"})),
+    ("model", frozenset({"spec", "events", "state", "transitions", "affinity", "machine",
+                         "call_regs", "cpu", "errors"})),
     ("encoding", frozenset({"regs"})),
     ("bindings", frozenset({"kvm"})),
     ("transports", frozenset({"vcpu"})),

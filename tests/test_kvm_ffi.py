@@ -41,7 +41,7 @@ def test_api_mode_has_the_c_helpers() -> None:
     assert b.mode == "api" and b.ffi.sizeof("struct kvm_one_reg") == 16
     # the helper turns a failure into -errno (EBADF = 9 on fd -1)
     assert b.ioctl(-1, 0xAE00, b.ffi.NULL) == -9
-    regs = b.ffi.new("struct kvm_one_reg[]", 2)
+    regs = b.prepare_batch(b.ffi.new("struct kvm_one_reg[]", 2), 2)
     assert b.one_reg_batch(-1, 0x4010AEAB, regs, 2) == (0, 9)
     assert b.one_reg_batch(-1, 0x4010AEAB, regs, 0) == (0, 0)
 
@@ -49,7 +49,7 @@ def test_api_mode_has_the_c_helpers() -> None:
 def test_abi_mode_errors_match() -> None:
     b = ffi.backend("abi")
     assert b.ioctl(-1, 0xAE00, b.ffi.NULL) == -9
-    regs = b.ffi.new("struct kvm_one_reg[]", 2)
+    regs = b.prepare_batch(b.ffi.new("struct kvm_one_reg[]", 2), 2)
     assert b.one_reg_batch(-1, 0x4010AEAB, regs, 2) == (0, 9)
 
 

@@ -47,8 +47,10 @@ class FfiBackend:
     """One loaded set of bindings.
 
     ``ioctl(fd, request, ptr)`` returns the ioctl's result or ``-errno``; ``ptr`` is a cdata
-    pointer. ``one_reg_batch(fd, request, regs, n)`` issues ``request`` on ``&regs[i]`` for
-    i < n in order and returns ``(done, errno)``, errno 0 when all succeeded.
+    pointer. ``prepare_batch(regs, n)`` turns ``n`` filled ``struct kvm_one_reg`` (cdata) into
+    the form this mode's batch takes, once per batch (their ids and value addresses never
+    change). ``one_reg_batch(fd, request, prepared, n)`` issues ``request`` on each of the
+    ``n`` structs in order and returns ``(done, errno)``, errno 0 when all succeeded.
     """
 
     mode: Mode
@@ -57,6 +59,8 @@ class FfiBackend:
     ioctl: Callable[[int, int, Any], int]
     one_reg_batch: Callable[[int, int, Any, int], tuple[int, int]]
     origin: str
+    prepare_batch: Callable[[Any, int], Any] = lambda regs, n: regs
+    """API mode's batch takes the structs as they are (one call into C)."""
 
     def ioctl_val(self, fd: int, request: int, value: int) -> int:
         """An ioctl whose argument is an integer (KVM_CREATE_VCPU, KVM_CHECK_EXTENSION ...)."""
@@ -150,22 +154,32 @@ def _abi() -> FfiBackend:
         r: int = c_ioctl(fd, request, arg)
         return -ffi.errno if r < 0 else r
 
-    def one_reg_batch(fd: int, request: int, regs: Any, n: int) -> tuple[int, int]:
+    def prepare_batch(regs: Any, n: int) -> list[bytearray]:
+        # One 16-byte copy of each struct, made once: the batch hands each to fcntl.ioctl as
+        # it is, where a memoryview slice per call cost about 0.4 us more per register on the
+        # benchmark host (docs/performance.md). The kernel still reads or writes the value
+        # through the struct's addr, which points into the batch's value buffer.
+        raw = ffi.buffer(regs, n * _ONE_REG_SIZE)
+        return [bytearray(raw[i * _ONE_REG_SIZE:(i + 1) * _ONE_REG_SIZE]) for i in range(n)]
+
+    def one_reg_batch(fd: int, request: int, structs: list[bytearray],
+                      n: int) -> tuple[int, int]:
         # fcntl.ioctl, not libc's through cffi: CPython calls ioctl() directly (copying the
         # 16-byte struct in and out), where cffi goes through libffi with per-call handling
         # of ioctl's variadic argument: about 0.5 us less per register on the benchmark host
         # (docs/performance.md). The ONE_REG request numbers fit its unsigned int.
         if fd < 0:
             return 0, errno.EBADF
-        view = memoryview(ffi.buffer(regs, n * _ONE_REG_SIZE))
+        io = fcntl.ioctl
         for i in range(n):
             try:
-                fcntl.ioctl(fd, request, view[i * _ONE_REG_SIZE:(i + 1) * _ONE_REG_SIZE])
+                io(fd, request, structs[i])
             except OSError as e:
                 return i, e.errno or errno.EIO
         return n, 0
 
-    return FfiBackend("abi", ffi, lib, ioctl, one_reg_batch, "libc via ffi.dlopen(None)")
+    return FfiBackend("abi", ffi, lib, ioctl, one_reg_batch, "libc via ffi.dlopen(None)",
+                      prepare_batch)
 
 
 # -- API mode --------------------------------------------------------------------------------

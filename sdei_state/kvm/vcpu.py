@@ -73,6 +73,7 @@ class RegBatch:
             self._regs[i].addr = base + 8 * off
             self._offsets.append(off)
             off += words[i]
+        self._batch = vcpu.backend.prepare_batch(self._regs, n)
 
     @property
     def _vcpu(self) -> Vcpu:
@@ -85,7 +86,7 @@ class RegBatch:
         """``KVM_GET_ONE_REG`` of every id, in order; RegError at the first failure."""
         v = self._vcpu
         n = len(self.ids)
-        done, err = v.backend.one_reg_batch(v.fd, _GET, self._regs, n)
+        done, err = v.backend.one_reg_batch(v.fd, _GET, self._batch, n)
         if err:
             raise RegError(err, self.ids[done], "GET")
         ffi = v.backend.ffi
@@ -114,7 +115,7 @@ class RegBatch:
             self._check(values)
             for off, size, value in zip(self._offsets, self.sizes, values, strict=True):
                 ffi.memmove(self._vals + off, value.to_bytes(size, sys.byteorder), size)
-        done, err = v.backend.one_reg_batch(v.fd, _SET, self._regs, len(self.ids))
+        done, err = v.backend.one_reg_batch(v.fd, _SET, self._batch, len(self.ids))
         if err:
             raise RegError(err, self.ids[done], "SET")
 

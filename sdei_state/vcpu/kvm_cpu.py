@@ -107,6 +107,17 @@ class KvmCpu(TupleReadCpu):
         rest = iter(head[3:])
         return tuple(sp if r == CpuReg.SP else next(rest) for r in regs)
 
+    def _write_values(self, regs: tuple[CpuReg, ...], values: tuple[int, ...]) -> None:
+        if not regs:  # as write({}): no transport call
+            return
+        ids = _ids_of.get(regs)
+        if ids is None:
+            if CpuReg.SP in regs:  # SP's register depends on PSTATE: write() finds it
+                self.write(dict(zip(regs, values, strict=True)))
+                return
+            ids = _ids(regs)
+        self.transport.set_regs(list(zip(ids, values, strict=True)))
+
     def write(self, values: Mapping[CpuReg, int]) -> None:
         if not values:
             return
