@@ -10,7 +10,7 @@ puts back what was read.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from enum import IntEnum
 from typing import Any, Final, Protocol, runtime_checkable
 
@@ -138,7 +138,19 @@ def write_values(cpu: CpuRegs, regs: tuple[CpuReg, ...], values: tuple[int, ...]
         cpu.write(dict(zip(regs, values, strict=True)))
 
 
-_INT_ONLY: Final = frozenset({int})
+def plain_u64s(values: Iterable[object]) -> bool:
+    """True if every value is a plain ``int`` (no bool, no subclass) in 0 .. 2**64 - 1: the
+    usual case of a write, judged without a message; a caller walks the values with its own
+    checks (which name the bad one) only when this is False. A loop: on CPython 3.11 it beats
+    ``map(type)`` with ``min`` and ``max`` in C (three iterators) for the handful of registers
+    a call writes, and for a restore's forty."""
+    for v in values:  # noqa: SIM110 (all() over a generator costs a frame per value)
+        if type(v) is not int or v < 0 or v > U64_MAX:
+            return False
+    return True
+
+
+_SP: Final = CpuReg.SP  # a module constant: a member read through its class costs ~0.14 us
 
 
 class MemoryCpu(TupleReadCpu):
@@ -157,7 +169,7 @@ class MemoryCpu(TupleReadCpu):
         return tuple(map(self._r.__getitem__, regs))
 
     def _write_values(self, regs: tuple[CpuReg, ...], values: tuple[int, ...]) -> None:
-        if CpuReg.SP in regs:  # a subclass may bank SP (``BankedCpu``): its write knows how
+        if _SP in regs:  # a subclass may bank SP (``BankedCpu``): its write knows how
             self.write(dict(zip(regs, values, strict=True)))
             return
         r = self._r
@@ -165,14 +177,11 @@ class MemoryCpu(TupleReadCpu):
             r[reg] = v
 
     def write(self, values: Mapping[CpuReg, int]) -> None:
-        vals = values.values()
-        # All plain ints (C-speed): min and max judge them; anything else is walked below.
-        if not (vals and _INT_ONLY.issuperset(map(type, vals))
-                and min(vals) >= 0 and max(vals) <= U64_MAX):
+        if not plain_u64s(values.values()):  # any other value is walked, naming a bad one
             self._check(values)
         r = self._r
-        for reg, v in values.items():
-            r[reg] = v
+        for reg in values:
+            r[reg] = values[reg]
 
     @staticmethod
     def _check(values: Mapping[CpuReg, int]) -> None:

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sdei_state.cpu import CpuReg, CpuRegs, MemoryCpu, read_values, write_values
+from sdei_state.cpu import CpuReg, CpuRegs, MemoryCpu, plain_u64s, read_values, write_values
 from sdei_state.events import SW_SIGNALED
 from sdei_state.guest.a64 import SysReg
 from sdei_state.guest.interpreter import GuestCpu
@@ -81,6 +81,7 @@ IMPLS = {
     "DictCpu (a user's)": Impl(DictCpu, lambda c: dict(c.regs)),  # type: ignore[attr-defined]
 }
 ALL_REGS = tuple(CpuReg)
+U64 = (1 << 64) - 1
 asked = st.lists(st.sampled_from(ALL_REGS), max_size=12)
 """Registers as a caller may ask for them: any order, some twice."""
 
@@ -175,3 +176,23 @@ def test_a_tuple_read_cpu_without_values_is_refused_when_defined() -> None:
     with pytest.raises(TypeError, match="Forgetful: a TupleReadCpu must define _values"):
         class Forgetful(TupleReadCpu):
             __slots__ = ()
+
+
+_any_values = st.lists(st.one_of(st.integers(-2, 3), st.integers(U64 - 2, U64 + 2),
+                                 st.booleans(), st.floats(0, 2), st.none()), max_size=8)
+"""Values a write may be given: plain u64s, the bounds either side, and what is not an int."""
+
+
+@given(_any_values)
+def test_the_plain_u64_fast_check_admits_only_what_the_walk_accepts(values: list[object]) -> None:
+    """``plain_u64s`` lets a write skip ``MemoryCpu._check``'s walk: it must admit nothing the
+    walk refuses (and it admits every plain int in range, so the usual write is not walked)."""
+    fast = plain_u64s(values)
+    assert fast == all(type(v) is int and 0 <= v <= U64 for v in values)
+    regs = {CpuReg(n): v for n, v in enumerate(values)}
+    try:
+        MemoryCpu._check(regs)  # type: ignore[arg-type]
+        walked = True
+    except (ValueError, TypeError):
+        walked = False
+    assert walked or not fast

@@ -6,6 +6,7 @@ wrong id in the sim fails."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 
 import pytest
@@ -623,3 +624,26 @@ def test_mpidr_matches_kvm_affinity() -> None:
     assert vm.vcpus[3].call("EVENT_REGISTER", [0, 0x1000, 0, 0, 0]).ret == 0
     assert vm.vcpus[0].call("EVENT_SIGNAL", [0, vm.vcpus[3].mpidr]).ret == 0
     assert vm.vcpus[3].state.event(SW_SIGNALED).pending
+
+
+@settings(max_examples=60)
+@given(host=st.sampled_from(list(firmware.PRESETS.values())), psci_0_2=st.booleans(),
+       writes=st.lists(st.tuples(st.sampled_from(firmware.FIRMWARE_REGS).map(lambda r: r.id),
+                                 st.one_of(st.integers(0, 0x10003), u64s())), max_size=8),
+       run_at=st.integers(0, 8))
+def test_firmware_reads_are_what_get_value_answers(host: firmware.HostFirmware, psci_0_2: bool,
+                                                   writes: list[tuple[int, int]],
+                                                   run_at: int) -> None:
+    """The simulated VM keeps each firmware register's GET value (found once, again when a
+    SET stores): after any SETs, accepted or refused, before and after the VM has run, a GET
+    answers what ``firmware.get_value`` answers for the stored value."""
+    vm = SimVm(2, host=host, psci_0_2=psci_0_2)
+    v = vm.vcpus[1]
+    fw = [r for r in v.reg_list() if firmware.is_firmware_reg(r)]
+    for k, (rid, value) in enumerate(writes):
+        if k == run_at:
+            vm.vcpus[0].call(Function.VERSION)
+        with contextlib.suppress(RegError):  # a refused SET is part of the history too
+            v.set_reg(rid, value)
+        assert v.get_regs(fw) == [firmware.get_value(r, host=host, stored=vm._fw.get(r),
+                                                     psci_0_2=psci_0_2) for r in fw]

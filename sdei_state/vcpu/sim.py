@@ -39,7 +39,7 @@ from enum import IntEnum
 from types import MappingProxyType
 from typing import Final
 
-from ..cpu import CALL_ARGS, CpuReg, read_values
+from ..cpu import CALL_ARGS, CpuReg, plain_u64s, read_values
 from ..errors import KvmError, RegError, RegListTooSmall, SdeiStateError
 from ..events import Event
 from ..kvm.arm64 import MpState
@@ -78,7 +78,6 @@ _CPU_REG_IDS: Final[Mapping[CpuReg, int]] = MappingProxyType({
 system registers, so a VMM's save carries them like any other). SP has no id of its own: the
 ids are those of its banks, core ``sp`` and ``sp_el1`` (``BankedCpu.banked``)."""
 
-_INT_ONLY: Final = frozenset({int})
 _CPU_ORDER: Final = tuple(_CPU_REG_IDS)
 _CPU_IDS: Final = tuple(_CPU_REG_IDS.values())
 _SDEI_IDS: Final = sdei_regs.SDEI_REG_IDS
@@ -158,6 +157,10 @@ class SimVm:
             rid: host.reset_value(rid, psci_0_2=psci_0_2)
             for rid in host.reg_ids if firmware.is_stored(rid)
         }
+        self._fw_reads: dict[int, int] = {rid: self._fw_get(rid) for rid in host.reg_ids}
+        """What GET of each firmware register returns (``firmware.get_value``), found once and
+        again for a register whose SET stores: a VMM's save, a restore's verify and every SET's
+        EBUSY comparison read these."""
         self.machine = Machine(nr_vcpus, enabled=self._sdei_enabled())
         order: list[tuple[int, _Kind]] = [(rid, _Kind.CORE) for rid in CORE_IDS]
         order += [(rid, _Kind.FW) for rid in host.reg_ids]
@@ -182,6 +185,10 @@ class SimVm:
     def has_run(self) -> bool:
         """True once any vCPU has made a call or been dispatched (bitmaps are then locked)."""
         return self.machine.has_run
+
+    def _fw_get(self, reg_id: int) -> int:
+        return firmware.get_value(reg_id, host=self.host, stored=self._fw.get(reg_id),
+                                  psci_0_2=self.psci_0_2)
 
     def _sdei_enabled(self) -> bool:
         return bool(self._fw.get(firmware.STD_BMAP, 0) & _SDEI_BIT)
@@ -276,9 +283,8 @@ class SimVcpu:
         if _Kind.CORE in kinds or _Kind.SYS in kinds:
             values.update(zip(_CPU_IDS, read_values(self.cpu, _CPU_ORDER), strict=True))
             values.update(self.cpu.banked)
-        for rid in [rid for rid, kind in zip(reg_ids, kinds, strict=True) if kind is _Kind.FW]:
-            values[rid] = firmware.get_value(rid, host=vm.host, stored=vm._fw.get(rid),
-                                             psci_0_2=vm.psci_0_2)
+        if _Kind.FW in kinds:
+            values.update(vm._fw_reads)
         return list(map(values.__getitem__, reg_ids))
 
     def set_reg(self, reg_id: int, value: int) -> None:
@@ -302,9 +308,7 @@ class SimVcpu:
             core: dict[CpuReg, int] = {}  # core writes not yet applied to the BankedCpu
             banked: dict[int, int] = {}  # SP_EL0/SP_EL1 writes, by id, likewise
             valid = self._sdei_all_valid(items)
-            values = [v for _, v in items]  # all plain u64 ints (judged in C): no check each
-            u64s = not values or (_INT_ONLY.issuperset(map(type, values))
-                                  and min(values) >= 0 and max(values) <= U64_MAX)
+            u64s = plain_u64s([v for _, v in items])  # then no check of each
             try:
                 for (reg_id, value), kind in zip(items, self._kinds(
                         [rid for rid, _ in items], "SET"), strict=True):
@@ -350,8 +354,7 @@ class SimVcpu:
 
     def _set_fw(self, reg_id: int, value: int) -> None:
         vm = self.vm
-        current = firmware.get_value(reg_id, host=vm.host, stored=vm._fw.get(reg_id),
-                                     psci_0_2=vm.psci_0_2)
+        current = vm._fw_reads[reg_id]
         err = firmware.check_set(reg_id, value, host=vm.host, current=current,
                                  has_run=vm.has_run, psci_0_2=vm.psci_0_2)
         if err is not None:
@@ -359,6 +362,7 @@ class SimVcpu:
                 reg_id, value, vm.host, current=current, errno_=err, psci_0_2=vm.psci_0_2))
         if firmware.is_stored(reg_id):
             vm._fw[reg_id] = value
+            vm._fw_reads[reg_id] = vm._fw_get(reg_id)
             if reg_id == firmware.STD_BMAP:
                 vm.machine.enabled = vm._sdei_enabled()
 
