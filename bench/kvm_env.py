@@ -71,8 +71,9 @@ def noop_vcpu(real: Vcpu) -> Vcpu:
     def ioctl(fd: int, request: int, arg: Any) -> int:
         return 0
 
-    def one_reg_batch(fd: int, request: int, regs: Any, n: int) -> tuple[int, int]:
-        return n, 0
+    def one_reg_batch(fd: int, request: int, regs: Any, n: int, done: Any) -> int:
+        done[0] = n
+        return 0
 
     backend = dataclasses.replace(real.backend, ioctl=ioctl, one_reg_batch=one_reg_batch)
     # Vcpu wants its VM only for the bindings and to register as a child; a stand-in does.

@@ -62,6 +62,18 @@ def test_quick_json_shape() -> None:
     if "skipped" not in report["cases"]["provider"]:
         jobs = report["cases"]["provider"]["comparisons"]
         assert set(jobs) == {"EVENT_STATUS", "dispatch", "COMPLETE"}
+        for job, cmp in jobs.items():  # each provider beside its floor, the same ioctls
+            modes = [n[len("provider "):] for n in cmp["variants"] if n.startswith("provider")]
+            assert modes, job
+            for mode in modes:
+                prov, floor = cmp["variants"][f"provider {mode}"], cmp["variants"][f"floor {mode}"]
+                assert floor["ioctls"] == prov["ioctls"] == prov["minimum_ioctls"], job
+    if "skipped" not in report["cases"]["save_restore"]:
+        assert any(n.startswith("floor") for n in report["cases"]["save_restore"]["variants"])
+    for kind in ("get", "set"):
+        case = report["cases"][kind]
+        if "skipped" not in case and "abi batched" in case["variants"]:
+            assert "abi floor" in case["variants"], kind
 
 
 def test_rounds_below_five_refused() -> None:

@@ -49,15 +49,18 @@ class FfiBackend:
     ``ioctl(fd, request, ptr)`` returns the ioctl's result or ``-errno``; ``ptr`` is a cdata
     pointer. ``prepare_batch(regs, n)`` turns ``n`` filled ``struct kvm_one_reg`` (cdata) into
     the form this mode's batch takes, once per batch (their ids and value addresses never
-    change). ``one_reg_batch(fd, request, prepared, n)`` issues ``request`` on each of the
-    ``n`` structs in order and returns ``(done, errno)``, errno 0 when all succeeded.
+    change). ``one_reg_batch(fd, request, prepared, n, done)`` issues ``request`` on each of
+    the ``n`` structs in order, stores how many succeeded in ``done[0]`` (a ``size_t *``) and
+    returns 0, or the errno of the one that failed. In API mode it is the C function itself,
+    called with no Python in between: on a host whose ioctls disturb the CPU's caches (a nested
+    hypervisor), each Python frame around a batch costs several times its usual time.
     """
 
     mode: Mode
     ffi: Any
     lib: Any
     ioctl: Callable[[int, int, Any], int]
-    one_reg_batch: Callable[[int, int, Any, int], tuple[int, int]]
+    one_reg_batch: Callable[[int, int, Any, int, Any], int]
     origin: str
     prepare_batch: Callable[[Any, int], Any] = lambda regs, n: regs
     """API mode's batch takes the structs as they are (one call into C)."""
@@ -162,21 +165,24 @@ def _abi() -> FfiBackend:
         raw = ffi.buffer(regs, n * _ONE_REG_SIZE)
         return [bytearray(raw[i * _ONE_REG_SIZE:(i + 1) * _ONE_REG_SIZE]) for i in range(n)]
 
-    def one_reg_batch(fd: int, request: int, structs: list[bytearray],
-                      n: int) -> tuple[int, int]:
+    def one_reg_batch(fd: int, request: int, structs: list[bytearray], n: int,
+                      done: Any) -> int:
         # fcntl.ioctl, not libc's through cffi: CPython calls ioctl() directly (copying the
         # 16-byte struct in and out), where cffi goes through libffi with per-call handling
         # of ioctl's variadic argument: about 0.5 us less per register on the benchmark host
         # (docs/performance.md). The ONE_REG request numbers fit its unsigned int.
+        done[0] = 0
         if fd < 0:
-            return 0, errno.EBADF
+            return errno.EBADF
         io = fcntl.ioctl
         for i in range(n):
             try:
                 io(fd, request, structs[i])
             except OSError as e:
-                return i, e.errno or errno.EIO
-        return n, 0
+                done[0] = i
+                return e.errno or errno.EIO
+        done[0] = n
+        return 0
 
     return FfiBackend("abi", ffi, lib, ioctl, one_reg_batch, "libc via ffi.dlopen(None)",
                       prepare_batch)
@@ -186,14 +192,7 @@ def _abi() -> FfiBackend:
 
 def _api(mod: Any, origin: str) -> FfiBackend:
     ffi, lib = mod.ffi, mod.lib
-    c_batch = lib.sdei_kvm_one_reg_batch
-    done_p = ffi.new("size_t *")
-
-    def one_reg_batch(fd: int, request: int, regs: Any, n: int) -> tuple[int, int]:
-        err: int = c_batch(fd, request, regs, n, done_p)
-        return int(done_p[0]), err
-
-    return FfiBackend("api", ffi, lib, lib.sdei_kvm_ioctl, one_reg_batch, origin)
+    return FfiBackend("api", ffi, lib, lib.sdei_kvm_ioctl, lib.sdei_kvm_one_reg_batch, origin)
 
 
 def _installed_module() -> Any | None:

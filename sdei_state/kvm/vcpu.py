@@ -73,51 +73,65 @@ class RegBatch:
             self._regs[i].addr = base + 8 * off
             self._offsets.append(off)
             off += words[i]
-        self._batch = vcpu.backend.prepare_batch(self._regs, n)
+        backend = vcpu.backend
+        self._n = n
+        self._ffi = ffi
+        self._unpack = ffi.unpack
+        self._done = ffi.new("size_t *")
+        self._run = backend.one_reg_batch
+        self._batch = backend.prepare_batch(self._regs, n)
 
-    @property
-    def _vcpu(self) -> Vcpu:
+    def _fd(self) -> int:
+        """The vCPU's fd; KvmError(EBADF) if the vCPU was dropped or closed. ``get`` and
+        ``set`` read ``Vcpu._fd`` themselves (one attribute, no frame) and come here only
+        when that says the vCPU is gone, for the error."""
         v = self._vcpu_ref()
         if v is None:
             raise KvmError(errno.EBADF, "RegBatch: its vCPU was dropped (closed)")
-        return v
+        return v.fd  # the property raises after close(), naming the vCPU
 
     def get(self) -> list[int]:
         """``KVM_GET_ONE_REG`` of every id, in order; RegError at the first failure."""
-        v = self._vcpu
-        n = len(self.ids)
-        done, err = v.backend.one_reg_batch(v.fd, _GET, self._batch, n)
+        n = self._n
+        v = self._vcpu_ref()
+        fd = -1 if v is None else v._fd  # inline: this runs at every batch (see _fd)
+        # API mode: straight into C, no Python frame between the call and the ioctls.
+        err = self._run(fd if fd >= 0 else self._fd(), _GET, self._batch, n, self._done)
         if err:
-            raise RegError(err, self.ids[done], "GET")
-        ffi = v.backend.ffi
+            raise RegError(err, self.ids[self._done[0]], "GET")
         if self._all_u64:
-            out: list[int] = ffi.unpack(self._vals, n)
+            out: list[int] = self._unpack(self._vals, n)
             return out
+        ffi = self._ffi
         return [int.from_bytes(ffi.buffer(self._vals + off, size), sys.byteorder)
                 for off, size in zip(self._offsets, self.sizes, strict=True)]
 
     def set(self, values: Sequence[int]) -> None:
         """``KVM_SET_ONE_REG`` of every id with ``values[i]``, in order. Values are checked
         before the first write; a kernel failure raises RegError and earlier writes stay."""
-        if len(values) != len(self.ids):
-            raise ValueError(f"{len(values)} values for {len(self.ids)} registers")
-        v = self._vcpu
-        ffi = v.backend.ffi
+        n = self._n
+        if len(values) != n:
+            raise ValueError(f"{len(values)} values for {n} registers")
+        v = self._vcpu_ref()
+        fd = -1 if v is None else v._fd
+        if fd < 0:
+            fd = self._fd()  # raises
         if self._all_u64:
             # cffi converts every value in C and refuses a non-integer or one outside u64
             # before any ioctl; only then is the Python check run, to name the register.
             try:
-                self._vals[0:len(values)] = values
+                self._vals[0:n] = values
             except (TypeError, OverflowError):
                 self._check(values)
                 raise
         else:
             self._check(values)
+            ffi = self._ffi
             for off, size, value in zip(self._offsets, self.sizes, values, strict=True):
                 ffi.memmove(self._vals + off, value.to_bytes(size, sys.byteorder), size)
-        done, err = v.backend.one_reg_batch(v.fd, _SET, self._batch, len(self.ids))
+        err = self._run(fd, _SET, self._batch, n, self._done)
         if err:
-            raise RegError(err, self.ids[done], "SET")
+            raise RegError(err, self.ids[self._done[0]], "SET")
 
     def _check(self, values: Sequence[int]) -> None:
         for rid, value, size in zip(self.ids, values, self.sizes, strict=True):

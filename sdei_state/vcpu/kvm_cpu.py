@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-from ..cpu import CpuReg, TupleReadCpu
+from ..cpu import CpuReg, TupleReadCpu, plain_u64s
 from ..regs.ids import (
     REG_ELR_EL1,
     REG_PC,
@@ -46,7 +46,6 @@ from .transport import RegTransport
 
 __all__ = ["REG_IDS", "REG_SCTLR_EL1", "SP_BY_MODE", "KvmCpu", "sp_reg_id"]
 
-_INT_ONLY: Final = frozenset((int,))
 REG_SCTLR_EL1: Final = sys_reg(3, 0, 1, 0, 0)
 
 REG_IDS: Final[Mapping[CpuReg, int]] = {
@@ -121,11 +120,9 @@ class KvmCpu(TupleReadCpu):
     def write(self, values: Mapping[CpuReg, int]) -> None:
         if not values:
             return
-        vals = values.values()
-        # One pass in C for the common case (every value a plain int in range); the per-value
+        # One quick pass for the common case (every value a plain int in range); the per-value
         # loop runs only to accept int subclasses or to name the register that is wrong.
-        if not (_INT_ONLY.issuperset(map(type, vals)) and min(vals) >= 0
-                and max(vals) <= U64_MAX):
+        if not plain_u64s(values.values()):
             for reg, v in values.items():
                 if not isinstance(v, int) or not 0 <= v <= U64_MAX:
                     raise ValueError(f"{CpuReg(reg).key} = {v!r} is not an unsigned 64-bit "
