@@ -37,17 +37,13 @@ from typing import Any, Final
 from harness import Variant, compare, per_op, timed, timed_each
 from kvm_env import KvmEnv
 from msr import REG_IDS, MsrVcpu
-from native import GET, SET, Op, Trace
+from native import GET, SET, Op, Trace, segments
 
 from sdei_state.cpu import CONTEXT_GPRS, CpuReg, MemoryCpu
 from sdei_state.kvm import Vcpu
 from sdei_state.kvm.exits import ExitReason, HypercallExit
 from sdei_state.spec import Function
-
-try:  # the provider's home after the package restructuring (issue 13)
-    from sdei_state.vmm.provider import SdeiProvider
-except ImportError:
-    from sdei_state.provider import SdeiProvider
+from sdei_state.vmm.provider import SdeiProvider
 
 EP: Final = 0x4010_0000
 """An absolute handler entry point."""
@@ -178,6 +174,9 @@ def case(env: KvmEnv, *, ops: int, rounds: int) -> dict[str, Any]:
         subjects.update({f"floor ({m})": floor_setups[m, job].floor(env.vcpus[m], job,
                                                                       counts[job][1])
                          for m in modes})
+        split = segments(env.native, env.fd, noops[job].t.parts(counts[job][1]))
+        subjects["C, a call per transfer"] = (timed(split) if job == "EVENT_STATUS"
+                                               else timed_each(_nothing, split))
         out = compare((f"C, minimum {len(trace_ops)} ioctls", base), subjects, ops=ops,
                       rounds=rounds)
         for name, v in out["variants"].items():

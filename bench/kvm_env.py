@@ -56,7 +56,8 @@ def open_env(tmp: Path) -> KvmEnv | str:
         for k in kvms:
             k.close()
         return "this KVM has no KVM_CAP_ONE_REG (x86 ONE_REG for MSRs needs Linux 6.18)"
-    vcpus = {m: k.create_vm().create_vcpu(0) for m, k in zip(modes, kvms, strict=True)}
+    vcpus: dict[str, Vcpu] = {m: k.create_vm().create_vcpu(0)
+                              for m, k in zip(modes, kvms, strict=True)}
     msrs = msr.probe(vcpus[modes[0]])
     if len(msrs) < 2:
         for k in kvms:

@@ -20,13 +20,10 @@ from typing import Any, Final
 
 from native import GET, LIST, SET, Op
 
-from sdei_state.errors import RegError
+from sdei_state.errors import KvmError, RegError
 from sdei_state.kvm import Vcpu
-
-try:  # the CpuRegs view's home after the package restructuring (issue 13)
-    from sdei_state.vcpu.kvm_cpu import REG_IDS, KvmCpu
-except ImportError:
-    from sdei_state.kvm.cpu import REG_IDS, KvmCpu
+from sdei_state.kvm.exits import Exit
+from sdei_state.vcpu.kvm_cpu import REG_IDS, KvmCpu
 
 __all__ = ["CANDIDATES", "MSR_REG", "REG_IDS", "MsrVcpu", "probe"]
 
@@ -127,7 +124,12 @@ class MsrVcpu:
         self._count(SET, msr_items)
         self._vals.update(items)
 
-    # -- the provider's KernelVcpu (only ``cpu``: the benchmark never enters a guest) ----------
+    # -- the provider's KernelVcpu (the benchmark makes its exits up: no guest is entered) ----
+
+    immediate_exit: bool = False
+
+    def run(self, immediate_exit: bool = False) -> Exit:
+        raise KvmError(errno.ENOSYS, "MsrVcpu.run: the benchmark's stand-in has no guest to run")
 
     @property
     def cpu(self) -> KvmCpu:
@@ -168,6 +170,21 @@ class MsrVcpu:
                 fn(*fn_args)
 
         return run
+
+    def parts(self, calls: Sequence[tuple[str, tuple[Any, ...]]]) -> list[list[Op]]:
+        """The ioctls of each recorded transport call, one list per call (for
+        ``native.segments``: the same ioctls, one call into C per transport call)."""
+        out: list[list[Op]] = []
+        for name, args in calls:
+            if name == "reg_list":
+                out.append([(LIST, 0, 0)])
+            elif name == "get_regs":
+                out.append(self.ops(GET, args[0]))
+            elif name == "set_regs":
+                out.append(self.ops(SET, [rid for rid, _ in args[0]]))
+            else:
+                raise ValueError(f"not a recorded transport call: {name!r}")
+        return out
 
     def ops(self, kind: str, reg_ids: Sequence[int]) -> list[Op]:
         """The ioctls a minimal implementation makes for ``kind`` of ``reg_ids`` here."""

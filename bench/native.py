@@ -1,4 +1,5 @@
-"""The C baseline: ``ioctl_trace.c`` built with ``cc -O2 -shared``, loaded in-process with cffi.
+"""The C baseline: ``ioctl_trace.c`` (and the host probe, ``host_probe.c``) built with
+``cc -O2 -shared``, loaded in-process with cffi.
 
 A ``Trace`` is a list of vCPU ioctls prepared once (each ONE_REG call with its own
 ``struct kvm_one_reg`` and value word, as a C VMM would keep them); ``Trace.variant()`` replays
@@ -12,7 +13,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +23,12 @@ from harness import Variant
 from sdei_state.kvm import ioctls
 
 HERE = Path(__file__).resolve().parent
-SOURCE = HERE / "ioctl_trace.c"
+SOURCES = (HERE / "ioctl_trace.c", HERE / "host_probe.c")
 
 _CDEF = """
 struct kvm_one_reg { uint64_t id; uint64_t addr; };
 long bench_trace(int fd, const unsigned long *requests, void *const *args, size_t n, long reps);
+long bench_after(int call, int work, int fd, unsigned long request, void *arg, long n, long m);
 """
 
 GET, SET, LIST = "GET", "SET", "LIST"
@@ -40,10 +42,11 @@ def build(tmp: Path) -> tuple[Any, Any] | str:
     if shutil.which(cc) is None:
         return f"no C compiler ({cc!r} not on PATH): no C baseline"
     so = tmp / "ioctl_trace.so"
-    r = subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", str(so), str(SOURCE)],
+    r = subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", str(so), *map(str, SOURCES)],
                        capture_output=True, text=True)
     if r.returncode != 0:
-        return f"cc -O2 {SOURCE.name} failed: {r.stderr.strip().splitlines()[-1:]}"
+        names = " ".join(s.name for s in SOURCES)
+        return f"cc -O2 {names} failed: {r.stderr.strip().splitlines()[-1:]}"
     ffi = cffi.FFI()
     ffi.cdef(_CDEF)
     return ffi, ffi.dlopen(str(so))
@@ -89,3 +92,21 @@ class Trace:
             return time.thread_time() - t0
 
         return run
+
+
+def segments(native: tuple[Any, Any], fd: int, parts: Sequence[Sequence[Op]]
+             ) -> Callable[[], None]:
+    """The ioctls of ``parts`` as one call into C per part, back to back from Python with
+    nothing between them: the least any caller that returns to Python between those calls
+    can spend on them."""
+    traces = [Trace(native, fd, p) for p in parts]
+    # Each row keeps its Trace: it owns the structs and value words that ``_args`` point to.
+    calls = [(t, t._lib.bench_trace, t.fd, t._reqs, t._args, len(t.ops)) for t in traces]
+
+    def op() -> None:
+        for _trace, fn, tfd, reqs, args, k in calls:
+            r = fn(tfd, reqs, args, k, 1)
+            if r < 0:
+                raise OSError(-r, f"C baseline: ioctl failed: {os.strerror(-r)}")
+
+    return op

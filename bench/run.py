@@ -25,6 +25,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the source tree's sdei_state, not an installed one
 
 import cases_bindings  # noqa: E402
+import cases_host  # noqa: E402
 import cases_migration  # noqa: E402
 import cases_provider  # noqa: E402
 import cases_replay  # noqa: E402
@@ -38,6 +39,7 @@ FORMAT: Final = "sdei-state/bench/1"
 # name -> (needs KVM, function, ops per round full, ops per round quick)
 Case = Callable[..., dict[str, Any]]
 CASES: Final[dict[str, tuple[bool, Case, int, int]]] = {
+    "host": (True, cases_host.case, 2000, 200),
     "get": (True, cases_bindings.get_case, 400, 40),
     "set": (True, cases_bindings.set_case, 400, 40),
     "save_restore": (True, cases_migration.save_restore_case, 20, 3),
@@ -110,6 +112,9 @@ def print_text(report: dict[str, Any]) -> None:
             if "stand_in_ns" in cmp:
                 print(f"    (of which the stand-in transport's bookkeeping: "
                       f"{cmp['stand_in_ns']['ns_median'] / 1e3:.2f} us/op)")
+        for what, p in c.get("penalty", {}).items():
+            print(f"    penalty of {what}: {p['penalty_ns'] / 1e3:6.2f} us per call "
+                  f"(the workload alone: {p['workload_alone_ns'] / 1e3:.2f} us)")
         for key in ("steps_per_s", "ioctls_per_op"):
             if key in c:
                 print(f"    {key}: {c[key]}")

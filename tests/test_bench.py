@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-CASES = ("get", "set", "save_restore", "codec_vs_ioctls", "codec_vs_struct", "provider",
+CASES = ("host", "get", "set", "save_restore", "codec_vs_ioctls", "codec_vs_struct", "provider",
          "replay", "scale")
 RATIO_KEYS = {"ratio_min", "ratio_median"}
 TIME_KEYS = {"ns_min", "ns_median"}
@@ -68,8 +68,21 @@ def test_quick_json_shape() -> None:
             for mode in modes:
                 prov, floor = cmp["variants"][f"provider {mode}"], cmp["variants"][f"floor {mode}"]
                 assert floor["ioctls"] == prov["ioctls"] == prov["minimum_ioctls"], job
+            assert "C, a call per transfer" in cmp["variants"], job
     if "skipped" not in report["cases"]["save_restore"]:
-        assert any(n.startswith("floor") for n in report["cases"]["save_restore"]["variants"])
+        variants = report["cases"]["save_restore"]["variants"]
+        assert any(n.startswith("floor") for n in variants)
+        assert "C, a call per transport call" in variants
+        assert all("library_ns" not in v for n, v in variants.items()
+                   if n.startswith(("floor", "C")))
+    host = report["cases"]["host"]
+    if "skipped" not in host:  # each call's penalty on each workload, from the medians
+        assert set(host["penalty"]) == {f"{c}, then {w}" for c in ("getppid", "GET_ONE_REG")
+                                        for w in (f"{host['steps']} indirect calls",
+                                                  f"{host['steps']} loads")}
+        for what, p in host["penalty"].items():
+            assert isinstance(p["penalty_ns"], float), what
+            assert p["workload_alone_ns"] > 0, what
     for kind in ("get", "set"):
         case = report["cases"][kind]
         if "skipped" not in case and "abi batched" in case["variants"]:

@@ -12,7 +12,7 @@ import errno as _errno
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
-from ..cpu import CALL_ARGS, CpuReg, read_values
+from ..cpu import CALL_ARGS, CpuReg, read_values, write_values
 from ..errors import RegError, ScenarioError, SdeiStateError
 from .format import RESULT_FORMAT, Scenario, Step, parse
 
@@ -62,10 +62,9 @@ class Runner:
                 vcpu.call(step.value, step.args)
             else:
                 # parse() checked the function id and the arguments (u64s, at most 5): the
-                # guest's registers are written as they are and the HVC served, without
-                # checking again.
-                cpu.write(dict(zip(CALL_ARGS, (step.value, *step.args, *_NO_ARGS),
-                                    strict=False)))  # the padding runs past x5
+                # guest's x0..x5 are stored as they are (write_values, no dict and no second
+                # check) and the HVC served.
+                write_values(cpu, CALL_ARGS, (step.value, *step.args, *_NO_ARGS)[:6])
                 machine.hvc(vcpu.index, cpu)
             x0, x1, x2, x3 = read_values(cpu, _RESULT)
             return {"x0": _signed(x0), "x1": x1, "x2": x2, "x3": x3}
