@@ -23,6 +23,8 @@ from sdei_state.kvm import ioctls
 
 STEPS: Final = 512
 """Workload steps after each call: indirect calls (about a microsecond) or loads."""
+# The values of host_probe.c's enums (PROBE_NONE, PROBE_GETPPID, PROBE_IOCTL; PROBE_BRANCHES,
+# PROBE_LOADS), named as the report names them.
 CALLS: Final = {"nothing": 0, "getppid": 1, "GET_ONE_REG": 2}
 WORKS: Final = {f"{STEPS} indirect calls": 0, f"{STEPS} loads": 1}
 
